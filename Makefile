@@ -1,0 +1,90 @@
+# Parley's entry points. `make run` starts a local instance; `make test` is the full check that
+# CI runs (formatting, lint, types, tests against real PostgreSQL, Redis and nginx).
+#
+# Test services listen on ports 55432 (PostgreSQL) and 56379 (Redis); scripts/test-services.sh
+# reads PARLEY_SERVICES_DIR, PARLEY_TEST_PGPORT and PARLEY_TEST_REDIS_PORT to move them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SERVICES := scripts/test-services.sh
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help run test lint typecheck services-start services-stop bench clean
+
+help:
+	@echo "make run             run Parley locally (embedded PostgreSQL and Redis, API, worker)"
+	@echo "make test            formatting, lint, type check and tests, with test services"
+	@echo "make lint            ruff format --check and ruff check"
+	@echo "make typecheck       mypy (strict)"
+	@echo "make services-start  install and start the test PostgreSQL and Redis; prints their URLs"
+	@echo "make services-stop   stop them and delete their data"
+	@echo "make bench           run the benchmarks against the test services"
+	@echo "make clean           remove the virtualenv and caches (keeps .data)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Parley needs Python 3.11 or newer as $(PYTHON)" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "could not create $(VENV): on Debian/Ubuntu install python3-venv" >&2; exit 1; }
+
+# pip runs only when pyproject.toml is newer than the last install; the stamps remember it.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/parley run
+
+# The services are stopped whatever happens (failure, Ctrl-C), and the first failing step's
+# exit code is make's.
+test: $(VENV)/.installed-dev
+	$(SERVICES) install
+	@set -e; \
+	trap '$(SERVICES) stop >/dev/null 2>&1 || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for line in $$($(SERVICES) start); do \
+		case "$$line" in PARLEY_TEST_*=*) export "$$line" ;; esac; \
+	done; \
+	echo "ruff format --check"; $(BIN)/ruff format --check .; \
+	echo "ruff check"; $(BIN)/ruff check .; \
+	echo "mypy"; $(BIN)/mypy; \
+	echo "pytest"; $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+services-start:
+	@$(SERVICES) install
+	@$(SERVICES) start
+
+services-stop:
+	@$(SERVICES) stop
+
+bench: $(VENV)/.installed-dev
+	$(SERVICES) install
+	@set -e; \
+	trap '$(SERVICES) stop >/dev/null 2>&1 || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for line in $$($(SERVICES) start); do \
+		case "$$line" in PARLEY_TEST_*=*) export "$$line" ;; esac; \
+	done; \
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -path ./.data -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

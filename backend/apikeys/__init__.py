@@ -1,0 +1,1 @@
+"""Tenant API keys for server-to-server calls."""

@@ -1,0 +1,172 @@
+"""Database engine, the per-request unit of work, and the tenant context of a transaction.
+
+A request gets one session and one transaction. `TransactionMiddleware` (backend/middleware.py)
+commits it just before the response starts, or rolls it back on an error status, and only then
+sends the jobs queued during the request. Services and repositories only flush.
+
+Row-level security reads `app.tenant_id`, and a few lookup policies read `app.user_id` and
+`app.lookup_hash`. They are set with `set_config(..., true)`: they last for the current
+transaction only and can never leak into another request through the pool.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import Depends
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from backend.config import get_settings
+from backend.errors import ServiceUnavailable
+
+
+@dataclass
+class PendingJob:
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class UnitOfWork:
+    """What one request or task did: its sessions, and the jobs to send once they commit."""
+
+    sessions: list[AsyncSession] = field(default_factory=list)
+    jobs: list[PendingJob] = field(default_factory=list)
+    # Set when a request must keep its writes although it answers with an error
+    # (e.g. revoking a refresh-token family on reuse, then refusing with 401).
+    commit_on_error: bool = False
+
+    async def commit(self) -> None:
+        for session in self.sessions:
+            await session.commit()
+
+    async def rollback(self) -> None:
+        self.jobs.clear()
+        for session in self.sessions:
+            await session.rollback()
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+        self.sessions.clear()
+
+
+_unit_of_work: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+    "parley_unit_of_work", default=None
+)
+
+
+def current_unit_of_work() -> UnitOfWork:
+    uow = _unit_of_work.get()
+    if uow is None:
+        raise RuntimeError("no unit of work is open: use TransactionMiddleware or unit_of_work()")
+    return uow
+
+
+def commit_despite_error() -> None:
+    """Keep this transaction's writes even if the request ends in an error response."""
+    current_unit_of_work().commit_on_error = True
+
+
+@asynccontextmanager
+async def bind_unit_of_work(uow: UnitOfWork) -> AsyncIterator[UnitOfWork]:
+    token = _unit_of_work.set(uow)
+    try:
+        yield uow
+    finally:
+        _unit_of_work.reset(token)
+
+
+@lru_cache
+def get_engine() -> AsyncEngine:
+    settings = get_settings()
+    if settings.database_url is None:
+        raise RuntimeError("PARLEY_DATABASE_URL is not set")
+    return create_async_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+@lru_cache
+def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(get_engine(), expire_on_commit=False)
+
+
+async def get_session() -> AsyncSession:
+    """The request's session. TransactionMiddleware commits or rolls it back, then closes it.
+
+    Not a yield dependency on purpose: FastAPI unwinds those before the error handlers run,
+    which would throw away writes a request keeps on purpose (see commit_despite_error).
+    """
+    uow = current_unit_of_work()
+    session = get_sessionmaker()()
+    uow.sessions.append(session)
+    return session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@asynccontextmanager
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+) -> AsyncIterator[AsyncSession]:
+    """A session for work outside a request (tasks, CLI): commit on success, then send jobs."""
+    from backend.jobs import send_pending_jobs  # jobs imports db; keep the cycle lazy
+
+    uow = UnitOfWork()
+    session = (sessionmaker or get_sessionmaker())()
+    uow.sessions.append(session)
+    async with bind_unit_of_work(uow):
+        try:
+            yield session
+            await uow.commit()
+        except BaseException:
+            await uow.rollback()
+            raise
+        finally:
+            await uow.close()
+    await send_pending_jobs(uow)
+
+
+async def set_tenant_context(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    await _set_config(session, "app.tenant_id", str(tenant_id))
+
+
+async def set_user_context(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await _set_config(session, "app.user_id", str(user_id))
+
+
+async def set_lookup_context(session: AsyncSession, lookup_hash: str) -> None:
+    """Lets RLS reveal the one row whose secret hash the caller already knows."""
+    await _set_config(session, "app.lookup_hash", lookup_hash)
+
+
+async def _set_config(session: AsyncSession, name: str, value: str) -> None:
+    await session.execute(
+        text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+    )
+
+
+async def check_database() -> None:
+    try:
+        async with get_engine().connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise ServiceUnavailable("database is unreachable") from exc

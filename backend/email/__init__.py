@@ -1,0 +1,1 @@
+"""Outgoing email through a pluggable sender (console by default, SMTP by setting)."""

@@ -1,0 +1,85 @@
+"""Exception handlers: every error leaves Parley in the one JSON shape of backend/errors.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.errors import AppError
+
+log = structlog.get_logger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101  (registered for AppError only)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse(
+            {"error": "malformed_json", "detail": "The request body is not valid JSON."},
+            status_code=400,
+        )
+    fields = [
+        {"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors
+    ]
+    names = ", ".join(f["field"] for f in fields)
+    return JSONResponse(
+        {
+            "error": "validation_error",
+            "detail": f"Some fields are not valid: {names}.",
+            "fields": fields,
+        },
+        status_code=422,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    detail = exc.detail if isinstance(exc.detail, str) else "The request could not be processed."
+    if exc.status_code == 401:
+        detail = "Authentication is required."
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    return JSONResponse(
+        {"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", exc_type=type(exc).__name__)
+    return JSONResponse(
+        {"error": "internal_error", "detail": "Something went wrong on our side. It was logged."},
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

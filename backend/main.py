@@ -1,0 +1,64 @@
+"""create_app(): routers, middleware, error handlers and lifespan of the Parley API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend.apikeys.endpoints import router as api_keys_router
+from backend.audit.endpoints import router as audit_router
+from backend.auth.endpoints import me_router
+from backend.auth.endpoints import router as auth_router
+from backend.config import get_settings
+from backend.db import get_engine
+from backend.handlers import install_error_handlers
+from backend.health.endpoints import router as health_router
+from backend.jobs import close_arq_pool
+from backend.logging import configure_logging
+from backend.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    TransactionMiddleware,
+)
+from backend.redis import get_redis
+from backend.tenancy.endpoints import router as tenancy_router
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await close_arq_pool()
+    await get_redis().aclose()
+    await get_engine().dispose()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = FastAPI(
+        title="Parley API",
+        version="0.1.0",
+        description=(
+            "Multi-tenant AI assistants. Dashboard users authenticate with a bearer access token "
+            "and choose the workspace with the `X-Parley-Tenant` header; API keys "
+            "(`Authorization: Bearer prl_...`) imply their workspace."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (
+        health_router,
+        auth_router,
+        me_router,
+        tenancy_router,
+        api_keys_router,
+        audit_router,
+    ):
+        app.include_router(router)
+    # Added last = outermost: request context wraps the size limit, which wraps the transaction.
+    app.add_middleware(TransactionMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Tenancy: workspaces, members and roles, invitations, and the tenant context of a request."""

@@ -1,0 +1,142 @@
+"""The tenant context of a request: which tenant, who is acting, and what they may do.
+
+Only the dependencies in this module create a `TenantContext`, and creating one also sets the
+transaction's `app.tenant_id`, so row-level security and the context always agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, NewType
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.users import OptionalUser
+from backend.db import SessionDep, set_lookup_context, set_tenant_context
+from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
+from backend.kit.secrets import hash_token
+from backend.models import ApiKey, Membership, Role
+from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
+
+TenantId = NewType("TenantId", uuid.UUID)
+
+API_KEY_PREFIX = "prl_"
+TENANT_HEADER = "X-Parley-Tenant"
+# last_used_at is written at most this often per key, to keep hot API paths read-only.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant_id: TenantId
+    permissions: frozenset[Permission]
+    user_id: uuid.UUID | None = None
+    role: Role | None = None
+    api_key_id: uuid.UUID | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(f"This action needs the '{permission.value}' permission.")
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _parse_tenant_header(value: str | None) -> uuid.UUID:
+    if not value:
+        raise BadRequest(f"Choose a workspace: send its id in the {TENANT_HEADER} header.")
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise BadRequest(f"The {TENANT_HEADER} header must be a workspace id (a UUID).") from exc
+
+
+async def _context_from_api_key(
+    session: AsyncSession, token: str, request: Request
+) -> TenantContext:
+    await set_lookup_context(session, hash_token(token))
+    key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+    if key is None or key.revoked_at is not None:
+        raise NotAuthenticated("The API key is not valid or was revoked.")
+    await set_tenant_context(session, key.tenant_id)
+    now = datetime.now(UTC)
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+    permissions = frozenset(Permission(s) for s in key.scopes if s in API_KEY_SCOPES)
+    return TenantContext(
+        tenant_id=TenantId(key.tenant_id),
+        permissions=permissions,
+        api_key_id=key.id,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+async def _context_from_member(
+    session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID, request: Request
+) -> TenantContext:
+    await session.execute(
+        text("SELECT set_config('app.user_id', :u, true), set_config('app.tenant_id', :t, true)"),
+        {"u": str(user_id), "t": str(tenant_id)},
+    )
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.tenant_id == tenant_id, Membership.user_id == user_id
+        )
+    )
+    if role is None:
+        raise NotFound("Workspace not found, or you are not a member of it.")
+    return TenantContext(
+        tenant_id=TenantId(tenant_id),
+        permissions=ROLE_PERMISSIONS[role],
+        user_id=user_id,
+        role=role,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+async def get_tenant_context(
+    request: Request,
+    session: SessionDep,
+    user: OptionalUser,
+    x_parley_tenant: Annotated[
+        str | None,
+        Header(
+            alias=TENANT_HEADER,
+            description="The workspace to act in (dashboard users). API keys imply it.",
+        ),
+    ] = None,
+) -> TenantContext:
+    token = _bearer(request)
+    if token is not None and token.startswith(API_KEY_PREFIX):
+        return await _context_from_api_key(session, token, request)
+    if user is None:
+        raise NotAuthenticated()
+    return await _context_from_member(
+        session, user.id, _parse_tenant_header(x_parley_tenant), request
+    )
+
+
+TenantContextDep = Annotated[TenantContext, Depends(get_tenant_context)]
+
+
+def require(permission: Permission) -> Callable[[TenantContext], Awaitable[TenantContext]]:
+    """A dependency: the tenant context, after checking that it has `permission`."""
+
+    async def dependency(ctx: TenantContextDep) -> TenantContext:
+        ctx.require(permission)
+        return ctx
+
+    dependency.__name__ = f"require_{permission.name}"
+    return dependency

@@ -1,0 +1,162 @@
+"""`parley run` from an empty data dir: embedded PostgreSQL and Redis come up, the API answers
+/readyz, and one SIGINT (Ctrl-C) stops the API, the worker and both services cleanly.
+
+The second run in the same data dir checks that the data survives and the demo login is stable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+READY_TIMEOUT = 120.0
+EXIT_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _child_env(data_dir: Path, port: int) -> dict[str, str]:
+    # No PARLEY_* from this pytest process (its database and Redis URLs above all): the run must
+    # start its own services.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PARLEY_")}
+    env.update(
+        PARLEY_DATA_DIR=str(data_dir),
+        PARLEY_API_HOST="127.0.0.1",
+        PARLEY_API_PORT=str(port),
+        PARLEY_LOG_JSON="false",
+    )
+    return env
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """/readyz answers 200, and `parley run` has printed where the docs are (it polls too)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"parley run exited with {process.returncode}:\n{log.read_text()}")
+        if _ready(port) and "API docs:" in log.read_text():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"parley run was not ready within {READY_TIMEOUT:.0f} s:\n{log.read_text()}")
+
+
+def _service_pids(data_dir: Path) -> dict[str, int]:
+    postmaster = data_dir / "postgres" / "postmaster.pid"
+    redis = data_dir / "redis" / "redis.pid"
+    return {
+        "postgres": int(postmaster.read_text().splitlines()[0]),
+        "redis": int(redis.read_text().strip()),
+    }
+
+
+def _running(pid: int) -> bool:
+    """True if `pid` runs; a zombie (exited, not yet reaped by its new parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and _running(int(entry.name)):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _kill_leftovers(process: subprocess.Popen[bytes], data_dir: Path) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for pid in _service_pids_if_any(data_dir):
+        if _running(pid):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _service_pids_if_any(data_dir: Path) -> list[int]:
+    try:
+        return list(_service_pids(data_dir).values())
+    except (OSError, ValueError, IndexError):
+        return []
+
+
+def _run_once(data_dir: Path, log: Path) -> str:
+    """Start `parley run`, wait for /readyz, press Ctrl-C; return what it printed."""
+    port = _free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "run"],
+            cwd=data_dir.parent,  # away from the repository's .env
+            env=_child_env(data_dir, port),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_ready(process, port, log)
+        pids = _service_pids(data_dir)
+        assert all(_running(pid) for pid in pids.values()), pids
+
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"parley run did not exit within {EXIT_TIMEOUT:.0f} s:\n{log.read_text()}")
+        printed = log.read_text()
+        assert code == 0, printed
+        assert not [name for name, pid in pids.items() if _running(pid)], printed
+        assert _processes_mentioning(str(data_dir)) == [], printed
+        assert f"API docs: http://127.0.0.1:{port}/docs" in printed
+        return printed
+    finally:
+        _kill_leftovers(process, data_dir)
+
+
+def _demo_password(printed: str) -> str:
+    lines = [line for line in printed.splitlines() if line.strip().startswith("password:")]
+    assert lines, printed
+    return lines[-1].split(":", 1)[1].strip()
+
+
+def test_parley_run_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    # Run as root, pgserver's PostgreSQL runs as the `pgserver` user: it must reach the dir.
+    tmp_path.chmod(0o755)
+    data_dir = tmp_path / "data"
+
+    first = _run_once(data_dir, tmp_path / "first.log")
+    assert "email:    demo@example.com" in first
+    assert (data_dir / "demo-login.txt").is_file()
+
+    second = _run_once(data_dir, tmp_path / "second.log")
+    assert _demo_password(second) == _demo_password(first)
