@@ -8,7 +8,7 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
+def configure_logging(level: str = "INFO", json: bool = True, cache: bool = True) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
@@ -23,6 +23,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        # Tests turn caching off so structlog.testing.capture_logs() sees every logger.
+        cache_logger_on_first_use=cache,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")

@@ -11,7 +11,7 @@ from backend.apikeys.endpoints import router as api_keys_router
 from backend.audit.endpoints import router as audit_router
 from backend.auth.endpoints import me_router
 from backend.auth.endpoints import router as auth_router
-from backend.config import get_settings
+from backend.config import Environment, get_settings
 from backend.db import get_engine
 from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
@@ -36,7 +36,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(
+        settings.log_level, settings.log_json, cache=settings.environment is not Environment.test
+    )
     app = FastAPI(
         title="Parley API",
         version="0.1.0",

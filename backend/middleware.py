@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.db import UnitOfWork, bind_unit_of_work
 from backend.jobs import send_pending_jobs
+from backend.kit.logcontext import start_request_fields
 from backend.metrics import LATENCY, REQUESTS
 
 log = structlog.get_logger("parley.http")
@@ -52,8 +53,7 @@ class RequestContextMiddleware:
             return
         incoming = dict(scope.get("headers", [])).get(REQUEST_ID_HEADER, b"").decode("latin-1")
         request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        fields = start_request_fields(request_id=request_id)
         status = 500
         started = time.perf_counter()
 
@@ -76,6 +76,7 @@ class RequestContextMiddleware:
             if route not in ("/metrics", "/healthz", "/readyz"):
                 log.info(
                     "request",
+                    **fields,
                     method=scope["method"],
                     route=route,
                     status=status,

@@ -57,7 +57,7 @@ os.environ.update(
         "PARLEY_DATABASE_ADMIN_URL": TEST_ADMIN_URL,
         "PARLEY_REDIS_URL": REDIS_URL,
         "PARLEY_LOG_JSON": "false",
-        "PARLEY_LOG_LEVEL": "WARNING",
+        "PARLEY_LOG_LEVEL": "INFO",
         "PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-test-data-"),
     }
 )

@@ -15,6 +15,7 @@ from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
 from backend.config import get_settings
 from backend.db import SessionDep
 from backend.jobs import enqueue
+from backend.kit.logcontext import bind_request_fields
 from backend.models import User
 
 MIN_PASSWORD_LENGTH = 8
@@ -125,5 +126,12 @@ fastapi_users = FastAPIUsers[User, uuid.UUID](get_user_manager, [auth_backend])
 
 current_active_user = fastapi_users.current_user(active=True)
 optional_active_user = fastapi_users.current_user(active=True, optional=True)
-CurrentUser = Annotated[User, Depends(current_active_user)]
+
+
+async def _current_user_in_logs(user: Annotated[User, Depends(current_active_user)]) -> User:
+    bind_request_fields(user_id=str(user.id))
+    return user
+
+
+CurrentUser = Annotated[User, Depends(_current_user_in_logs)]
 OptionalUser = Annotated[User | None, Depends(optional_active_user)]

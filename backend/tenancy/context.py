@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.users import OptionalUser
 from backend.db import SessionDep, set_lookup_context, set_tenant_context
 from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
+from backend.kit.logcontext import bind_request_fields
 from backend.kit.secrets import hash_token
 from backend.models import ApiKey, Membership, Role
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
@@ -106,6 +107,15 @@ async def _context_from_member(
     )
 
 
+def _bind_log_context(ctx: TenantContext) -> TenantContext:
+    bind_request_fields(
+        tenant_id=str(ctx.tenant_id),
+        user_id=str(ctx.user_id) if ctx.user_id else None,
+        api_key_id=str(ctx.api_key_id) if ctx.api_key_id else None,
+    )
+    return ctx
+
+
 async def get_tenant_context(
     request: Request,
     session: SessionDep,
@@ -120,12 +130,11 @@ async def get_tenant_context(
 ) -> TenantContext:
     token = _bearer(request)
     if token is not None and token.startswith(API_KEY_PREFIX):
-        return await _context_from_api_key(session, token, request)
+        return _bind_log_context(await _context_from_api_key(session, token, request))
     if user is None:
         raise NotAuthenticated()
-    return await _context_from_member(
-        session, user.id, _parse_tenant_header(x_parley_tenant), request
-    )
+    tenant_id = _parse_tenant_header(x_parley_tenant)
+    return _bind_log_context(await _context_from_member(session, user.id, tenant_id, request))
 
 
 TenantContextDep = Annotated[TenantContext, Depends(get_tenant_context)]
