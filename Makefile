@@ -46,20 +46,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/parley run
 
-# The services are stopped whatever happens (failure, Ctrl-C), and the first failing step's
-# exit code is make's.
+# The services are stopped whatever happens (failure, Ctrl-C); the first failing step's exit
+# code is make's.
 test: $(VENV)/.installed-dev
 	$(SERVICES) install
-	@set -e; \
-	trap '$(SERVICES) stop >/dev/null 2>&1 || true' EXIT; \
-	trap 'exit 130' INT TERM; \
-	for line in $$($(SERVICES) start); do \
-		case "$$line" in PARLEY_TEST_*=*) export "$$line" ;; esac; \
-	done; \
-	echo "ruff format --check"; $(BIN)/ruff format --check .; \
-	echo "ruff check"; $(BIN)/ruff check .; \
-	echo "mypy"; $(BIN)/mypy; \
-	echo "pytest"; $(BIN)/pytest $(PYTEST_ARGS)
+	$(SERVICES) with bash -c 'set -e; \
+		echo "ruff format --check"; $(BIN)/ruff format --check .; \
+		echo "ruff check"; $(BIN)/ruff check .; \
+		echo "mypy"; $(BIN)/mypy; \
+		echo "pytest"; $(BIN)/pytest $(PYTEST_ARGS)'
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
@@ -77,13 +72,7 @@ services-stop:
 
 bench: $(VENV)/.installed-dev
 	$(SERVICES) install
-	@set -e; \
-	trap '$(SERVICES) stop >/dev/null 2>&1 || true' EXIT; \
-	trap 'exit 130' INT TERM; \
-	for line in $$($(SERVICES) start); do \
-		case "$$line" in PARLEY_TEST_*=*) export "$$line" ;; esac; \
-	done; \
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(SERVICES) with $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

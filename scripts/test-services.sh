@@ -4,6 +4,8 @@
 #   scripts/test-services.sh install   install the Debian packages and build pgvector (idempotent)
 #   scripts/test-services.sh start     start both services; prints the env lines to use
 #   scripts/test-services.sh stop      stop both services and remove their data
+#   scripts/test-services.sh with CMD  start them, run CMD with their URLs exported, stop them
+#                                      (whatever happens; CMD's exit code is kept)
 #
 # Debian bookworm ships no pgvector for PostgreSQL 15, so Debian's own source package (from
 # trixie) is built against PG15; that takes about 10 seconds.
@@ -88,10 +90,22 @@ print_env() {
   echo "PARLEY_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
 }
 
+run_with_services() {
+  local line status=0
+  trap 'stop_services >/dev/null 2>&1 || true' EXIT
+  trap 'exit 130' INT TERM
+  for line in $(start_services); do
+    case "$line" in PARLEY_TEST_*=*) export "${line?}" ;; esac
+  done
+  "$@" || status=$?
+  return "$status"
+}
+
 case "${1:-}" in
   install) install_packages ;;
   start) start_services ;;
   stop) stop_services ;;
   env) print_env ;;
-  *) echo "usage: $0 install|start|stop|env" >&2; exit 2 ;;
+  with) shift; run_with_services "$@" ;;
+  *) echo "usage: $0 install|start|stop|env|with CMD..." >&2; exit 2 ;;
 esac

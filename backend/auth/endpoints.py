@@ -13,7 +13,7 @@ from backend.auth import schemas, service, tokens
 from backend.auth.users import CurrentUser, UserManagerDep
 from backend.config import get_settings
 from backend.db import SessionDep, set_user_context
-from backend.errors import BadRequest, ValidationFailed
+from backend.errors import BadRequest
 from backend.kit import ratelimit
 from backend.models import Membership, Tenant
 from backend.redis import get_redis
@@ -148,9 +148,7 @@ async def reset_password(
     except fu_exceptions.UserInactive as exc:
         raise BadRequest("The account is not active.") from exc
     except fu_exceptions.InvalidPasswordException as exc:
-        raise ValidationFailed(
-            str(exc.reason), fields=[{"field": "password", "message": str(exc.reason)}]
-        ) from exc
+        raise service.password_refused(exc) from exc
 
 
 @me_router.get("/me", response_model=schemas.Me)

@@ -35,9 +35,13 @@ async def create_user(
     except fu_exceptions.UserAlreadyExists as exc:
         raise Conflict("An account with this email already exists.") from exc
     except fu_exceptions.InvalidPasswordException as exc:
-        raise ValidationFailed(
-            str(exc.reason), fields=[{"field": "password", "message": str(exc.reason)}]
-        ) from exc
+        raise password_refused(exc) from exc
+
+
+def password_refused(exc: fu_exceptions.InvalidPasswordException) -> ValidationFailed:
+    return ValidationFailed(
+        str(exc.reason), fields=[{"field": "password", "message": str(exc.reason)}]
+    )
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
