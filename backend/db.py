@@ -125,9 +125,13 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 @asynccontextmanager
 async def unit_of_work(
+    tenant_id: uuid.UUID | None = None,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> AsyncIterator[AsyncSession]:
-    """A session for work outside a request (tasks, CLI): commit on success, then send jobs."""
+    """A session for work outside a request (tasks, CLI): commit on success, then send jobs.
+
+    Tasks pass the tenant id they were given, so row-level security scopes them like a request.
+    """
     from backend.jobs import send_pending_jobs  # jobs imports db; keep the cycle lazy
 
     uow = UnitOfWork()
@@ -135,6 +139,8 @@ async def unit_of_work(
     uow.sessions.append(session)
     async with bind_unit_of_work(uow):
         try:
+            if tenant_id is not None:
+                await set_tenant_context(session, tenant_id)
             yield session
             await uow.commit()
         except BaseException:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from httpx import AsyncClient
 from sqlalchemy import update
 
-from backend.db import PendingJob, set_tenant_context, unit_of_work
+from backend.db import PendingJob, unit_of_work
 from backend.models import Invitation, Role
 from tests.factories.accounts import make_account
 from tests.factories.tenancy import add_member, make_workspace
@@ -117,9 +117,7 @@ async def test_invitation_for_someone_else_expired_and_revoked(client: AsyncClie
         json={"email": target.email, "role": "viewer"},
         headers=owner.headers(),
     )
-    async with unit_of_work() as session:
-        assert owner.tenant_id is not None
-        await set_tenant_context(session, owner.tenant_id)
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
         await session.execute(
             update(Invitation)
             .where(Invitation.id == uuid.UUID(invited.json()["id"]))
