@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import AppError
@@ -62,12 +63,41 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     detail = exc.detail if isinstance(exc.detail, str) else "The request could not be processed."
+    headers = dict(exc.headers or {})
     if exc.status_code == 401:
         detail = "Authentication is required."
+        headers.setdefault("WWW-Authenticate", "Bearer")
     code = _STATUS_CODES.get(exc.status_code, "error")
     return JSONResponse(
-        {"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers
+        {"error": code, "detail": detail}, status_code=exc.status_code, headers=headers
     )
+
+
+# SQLSTATE class 22 (data exception): the input could not be stored as given, e.g. a NUL byte.
+_DATA_EXCEPTION_CLASS = "22"
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    original = exc.orig
+    for attribute in ("sqlstate", "pgcode"):
+        value = getattr(original, attribute, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)  # noqa: S101
+    state = _sqlstate(exc)
+    if state is not None and state.startswith(_DATA_EXCEPTION_CLASS):
+        return JSONResponse(
+            {
+                "error": "invalid_value",
+                "detail": "A value in the request cannot be stored as given.",
+            },
+            status_code=422,
+        )
+    return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -82,4 +112,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -5,13 +5,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.kit.text import PlainText
 from backend.tenancy.permissions import API_KEY_SCOPES, Permission
 
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     scopes: list[Permission] = Field(
         min_length=1,
         max_length=len(Permission),

@@ -16,6 +16,7 @@ from backend.kit.pagination import (
     page_params,
     paginate_newest_first,
 )
+from backend.kit.text import PlainText
 from backend.models import AuditEvent
 from backend.tenancy.context import TenantContext, require
 from backend.tenancy.permissions import Permission
@@ -28,7 +29,7 @@ async def list_audit_events(
     session: SessionDep,
     ctx: Annotated[TenantContext, Depends(require(Permission.audit_read))],
     page: Annotated[PageParams, Depends(page_params)],
-    action: Annotated[str | None, Query(max_length=80)] = None,
+    action: Annotated[PlainText | None, Query(max_length=80)] = None,
 ) -> Page[AuditEventRead]:
     """Administrative actions in this workspace, newest first."""
     statement = select(AuditEvent).where(AuditEvent.tenant_id == ctx.tenant_id)

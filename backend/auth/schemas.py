@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from backend.auth.users import MAX_PASSWORD_LENGTH
+from backend.kit.text import PlainText
 
 
 class SignUp(BaseModel):
@@ -15,7 +16,7 @@ class SignUp(BaseModel):
 
     email: EmailStr
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
-    full_name: str | None = Field(default=None, min_length=1, max_length=200)
+    full_name: PlainText | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Login(BaseModel):
@@ -26,7 +27,7 @@ class Login(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: PlainText = Field(min_length=1, max_length=200)
 
 
 class TokenResponse(BaseModel):

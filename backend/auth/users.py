@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, InvalidPasswordException, UUIDIDMixin
 from fastapi_users import schemas as fu_schemas
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
+from fastapi_users.exceptions import UserAlreadyExists
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from sqlalchemy.exc import IntegrityError
 
 from backend.config import get_settings
 from backend.db import SessionDep
@@ -27,8 +29,13 @@ class UserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
 
     async def create(self, create_dict: dict[str, Any]) -> User:
         user = User(**create_dict)
-        self.session.add(user)
-        await self.session.flush()
+        try:
+            # A concurrent sign-up with the same email loses at the unique index, not with a 500.
+            async with self.session.begin_nested():
+                self.session.add(user)
+                await self.session.flush()
+        except IntegrityError as exc:
+            raise UserAlreadyExists() from exc
         await self.session.refresh(user)
         return user
 

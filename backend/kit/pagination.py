@@ -47,8 +47,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
+        if not isinstance(created_at, str) or not isinstance(row_id, str):
+            raise TypeError("cursor items must be strings")
         return datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise BadRequest(
             "The cursor is not valid; pass next_cursor from the previous page."
         ) from exc

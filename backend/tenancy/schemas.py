@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from backend.kit.text import PlainText
 from backend.models import Role
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -15,7 +16,7 @@ SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     slug: str = Field(
         min_length=1,
         max_length=63,
@@ -27,7 +28,7 @@ class TenantCreate(BaseModel):
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
 
 
 class TenantRead(BaseModel):
@@ -82,4 +83,4 @@ class InvitationCreated(InvitationRead):
 
 
 class InvitationAccept(BaseModel):
-    token: str = Field(min_length=1, max_length=200)
+    token: PlainText = Field(min_length=1, max_length=200)

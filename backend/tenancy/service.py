@@ -245,7 +245,13 @@ async def accept_invitation(
     if existing is not None:
         raise Conflict("You are already a member of this workspace.")
     member = Membership(tenant_id=invitation.tenant_id, user_id=user.id, role=invitation.role)
-    session.add(member)
+    try:
+        # Two concurrent accepts: the unique (tenant, user) index decides, not a 500.
+        async with session.begin_nested():
+            session.add(member)
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("You are already a member of this workspace.") from exc
     invitation.accepted_at = datetime.now(UTC)
     await session.flush()
     ctx = TenantContext(
