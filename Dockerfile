@@ -17,9 +17,11 @@ WORKDIR /app
 # install is editable: /app goes on sys.path, where the code copied below is found, and with it
 # alembic.ini and migrations/ that `parley migrate` needs.
 COPY pyproject.toml README.md ./
+COPY scripts/install-model.sh ./scripts/
 RUN mkdir backend worker \
     && touch backend/__init__.py worker/__init__.py \
-    && pip install -e .
+    && pip install -e . \
+    && scripts/install-model.sh /usr/local
 
 COPY alembic.ini ./
 COPY migrations ./migrations

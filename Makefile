@@ -35,12 +35,14 @@ $(BIN)/python:
 		echo "could not create $(VENV): on Debian/Ubuntu install python3-venv" >&2; exit 1; }
 
 # pip runs only when pyproject.toml is newer than the last install; the stamps remember it.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml scripts/install-model.sh | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	scripts/install-model.sh $(VENV)
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml scripts/install-model.sh | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/install-model.sh $(VENV)
 	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run

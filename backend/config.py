@@ -9,7 +9,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,20 @@ class Environment(StrEnum):
 class EmailBackend(StrEnum):
     console = "console"
     smtp = "smtp"
+
+
+class PlanLimits(BaseModel):
+    """What a plan allows. Usage limits on replies and tokens join when replies are metered."""
+
+    max_documents: int = Field(ge=0)
+    max_chunks: int = Field(ge=0)
+
+
+DEFAULT_PLANS: dict[str, PlanLimits] = {
+    "free": PlanLimits(max_documents=100, max_chunks=20_000),
+    "pro": PlanLimits(max_documents=5_000, max_chunks=500_000),
+    "business": PlanLimits(max_documents=50_000, max_chunks=5_000_000),
+}
 
 
 class Settings(BaseSettings):
@@ -70,6 +84,39 @@ class Settings(BaseSettings):
     worker_poll_delay_seconds: float = Field(default=0.05, gt=0, le=5)
     worker_max_jobs: int = Field(default=20, ge=1)
     worker_shutdown_grace_seconds: int = Field(default=30, ge=0)
+
+    # Plans and their limits, as JSON: {"free": {"max_documents": 100, "max_chunks": 20000}, ...}
+    plans: dict[str, PlanLimits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+
+    # Knowledge: storage of originals, uploads and fetching.
+    storage_dir: Path | None = None  # default: <data_dir>/storage
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    fetch_allow_loopback: bool = False
+    fetch_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    fetch_max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    crawl_max_pages: int = Field(default=500, ge=1, le=100_000)
+    crawl_max_depth: int = Field(default=5, ge=0, le=20)
+    fetch_user_agent: str = "ParleyBot/0.1 (+https://parley.example/bot)"
+
+    # Embeddings and retrieval.
+    embedding_model: str = "local:all-MiniLM-L6-v2"
+    model_cache_dir: Path | None = None  # default: <data_dir>/models
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+    openai_embedding_dimension: int = Field(default=1536, ge=1, le=16000)
+    # Knowledge bases up to this many chunks are searched exactly (no index, always k results).
+    exact_search_max_chunks: int = Field(default=20_000, ge=0)
+    hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    ingest_job_timeout_seconds: int = Field(default=300, ge=10)
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def is_production(self) -> bool:

@@ -16,6 +16,8 @@ from backend.db import get_engine
 from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
 from backend.jobs import close_arq_pool
+from backend.knowledge.endpoints import router as knowledge_router
+from backend.knowledge.endpoints import upload_body_limit
 from backend.logging import configure_logging
 from backend.middleware import (
     BodySizeLimitMiddleware,
@@ -57,10 +59,15 @@ def create_app() -> FastAPI:
         tenancy_router,
         api_keys_router,
         audit_router,
+        knowledge_router,
     ):
         app.include_router(router)
     # Added last = outermost: request context wraps the size limit, which wraps the transaction.
     app.add_middleware(TransactionMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        larger_limits=(upload_body_limit(),),
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -6,6 +6,7 @@ Pure ASGI (not BaseHTTPMiddleware) so streaming responses and context variables 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -87,18 +88,31 @@ class RequestContextMiddleware:
 class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` with 413: at once by Content-Length, else while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger_limits: tuple[tuple[re.Pattern[str], int], ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt_prefixes = exempt_prefixes
+        # (path pattern, limit) for endpoints that take big bodies, such as file uploads.
+        self.larger_limits = larger_limits
+
+    def _limit_for(self, path: str) -> int:
+        for pattern, limit in self.larger_limits:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        detail = f"The request body is larger than the limit of {self.max_bytes} bytes."
+        max_bytes = self._limit_for(scope["path"])
+        detail = f"The request body is larger than the limit of {max_bytes} bytes."
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             await self._refuse(send, detail)
             return
         received = 0
@@ -110,7 +124,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     too_large = True
                     # The app sees a disconnect and stops reading; we answer 413 below.
                     return {"type": "http.disconnect"}

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.config import get_settings
 from backend.models import Base
+from migrations.rls import HNSW_INDEX_PREFIX
 
 target_metadata = Base.metadata
 
@@ -24,8 +25,19 @@ def _admin_url() -> str:
     return settings.database_admin_url.get_secret_value()
 
 
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (type_ == "index" and name is not None and name.startswith(HNSW_INDEX_PREFIX))
+
+
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=_include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

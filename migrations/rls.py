@@ -10,6 +10,8 @@ from __future__ import annotations
 from alembic import op
 
 APP_ROLE = "parley_app"
+# Per-model vector indexes are made by hand in migrations; autogenerate must leave them alone.
+HNSW_INDEX_PREFIX = "ix_chunk_emb_hnsw_"
 
 TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 USER = "NULLIF(current_setting('app.user_id', true), '')::uuid"

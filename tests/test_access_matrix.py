@@ -32,6 +32,7 @@ from backend.models import Role, User
 from backend.tenancy.context import TENANT_HEADER
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
 from tests.factories.accounts import DEFAULT_PASSWORD, Account, make_account
+from tests.factories.knowledge import add_text, add_url_source, create_kb
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import add_member
 from tests.factories.workspaces import (
@@ -59,6 +60,7 @@ class Access(StrEnum):
 class Payload:
     json: Any = None
     data: dict[str, str] | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
 
 
 # Builds the request body of a case. The actor is the account about to call, when there is one.
@@ -142,6 +144,13 @@ def _hex() -> str:
     return uuid.uuid4().hex[:10]
 
 
+async def _upload_body(scene: Scene, actor: Account | None) -> Payload:
+    return Payload(files=[("files", ("notes.md", b"# Notes\n\nHello.", "text/markdown"))])
+
+
+_KB = "/api/v1/knowledge-bases"
+
+
 CASES: dict[tuple[str, str], Case] = {
     # Accounts: anyone may call these; credentials travel in the body.
     ("POST", "/api/v1/auth/register"): Case(
@@ -193,6 +202,51 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("DELETE", "/api/v1/api-keys/{key_id}"): Case(Access.tenant, 200, Permission.api_keys_manage),
     ("GET", "/api/v1/audit-log"): Case(Access.tenant, 200, Permission.audit_read),
+    # Knowledge bases.
+    ("POST", _KB): Case(
+        Access.tenant, 201, Permission.knowledge_write, _json(lambda: {"name": f"KB {_hex()}"})
+    ),
+    ("GET", _KB): Case(Access.tenant, 200, Permission.knowledge_read),
+    ("GET", _KB + "/{kb_id}"): Case(Access.tenant, 200, Permission.knowledge_read),
+    ("PATCH", _KB + "/{kb_id}"): Case(
+        Access.tenant, 200, Permission.knowledge_write, _json(lambda: {"description": _hex()})
+    ),
+    ("DELETE", _KB + "/{kb_id}"): Case(Access.tenant, 204, Permission.knowledge_write),
+    ("POST", _KB + "/{kb_id}/sources"): Case(
+        Access.tenant,
+        201,
+        Permission.knowledge_write,
+        _json(lambda: {"kind": "text", "text": f"Some text {_hex()}"}),
+    ),
+    ("GET", _KB + "/{kb_id}/sources"): Case(Access.tenant, 200, Permission.knowledge_read),
+    ("GET", _KB + "/{kb_id}/sources/{source_id}"): Case(
+        Access.tenant, 200, Permission.knowledge_read
+    ),
+    ("PATCH", _KB + "/{kb_id}/sources/{source_id}"): Case(
+        Access.tenant, 200, Permission.knowledge_write, _json(lambda: {"sync_interval_minutes": 60})
+    ),
+    ("POST", _KB + "/{kb_id}/sources/{source_id}/sync"): Case(
+        Access.tenant, 202, Permission.knowledge_write
+    ),
+    ("DELETE", _KB + "/{kb_id}/sources/{source_id}"): Case(
+        Access.tenant, 204, Permission.knowledge_write
+    ),
+    ("POST", _KB + "/{kb_id}/documents"): Case(
+        Access.tenant, 202, Permission.knowledge_write, _upload_body
+    ),
+    ("GET", _KB + "/{kb_id}/documents"): Case(Access.tenant, 200, Permission.knowledge_read),
+    ("GET", _KB + "/{kb_id}/documents/{document_id}"): Case(
+        Access.tenant, 200, Permission.knowledge_read
+    ),
+    ("POST", _KB + "/{kb_id}/documents/{document_id}/reprocess"): Case(
+        Access.tenant, 202, Permission.knowledge_write
+    ),
+    ("DELETE", _KB + "/{kb_id}/documents/{document_id}"): Case(
+        Access.tenant, 204, Permission.knowledge_write
+    ),
+    ("POST", _KB + "/{kb_id}/search"): Case(
+        Access.tenant, 200, Permission.knowledge_read, _json(lambda: {"query": "hello"})
+    ),
 }
 
 
@@ -268,6 +322,12 @@ class Scene:
             object_id, _ = await create_invitation(self.client, owner)
         elif name == "key_id":
             object_id = (await create_api_key(self.client, owner, [Permission.tenant_read])).id
+        elif name == "kb_id":
+            object_id = await create_kb(self.client, owner)
+        elif name == "source_id":
+            object_id = await add_url_source(self.client, owner, self.created["kb_id"])
+        elif name == "document_id":
+            _, object_id = await add_text(self.client, owner, self.created["kb_id"], _hex())
         else:
             raise AssertionError(f"no factory for the path parameter {{{name}}}: add one to Scene")
         self.created[name] = object_id
@@ -291,6 +351,22 @@ class Scene:
                 found = [k for k in page.json()["items"] if k["id"] == str(object_id)]
                 assert found, f"API key {object_id} is gone"
                 assert found[0]["revoked_at"] is None, found
+            else:
+                await self._assert_knowledge_intact(name, object_id, headers)
+
+    async def _assert_knowledge_intact(
+        self, name: str, object_id: uuid.UUID, headers: dict[str, str]
+    ) -> None:
+        kb = f"/api/v1/knowledge-bases/{self.created['kb_id']}"
+        url = {
+            "kb_id": kb,
+            "source_id": f"{kb}/sources/{object_id}",
+            "document_id": f"{kb}/documents/{object_id}",
+        }[name]
+        response = await self.client.get(url, headers=headers)
+        assert response.status_code == 200, f"{name} {object_id} is gone: {response.text}"
+        if name == "source_id":
+            assert response.json()["sync_interval_minutes"] is None, response.json()
 
 
 @pytest.fixture
@@ -309,7 +385,7 @@ async def _call(
     url = await scene.url(template)
     payload = await CASES[key].body(scene, actor)
     return await (client or scene.client).request(
-        method, url, json=payload.json, data=payload.data, headers=headers
+        method, url, json=payload.json, data=payload.data, files=payload.files, headers=headers
     )
 
 
@@ -335,13 +411,20 @@ def test_every_route_has_a_case() -> None:
 
 
 def test_only_owners_and_admins_manage() -> None:
-    """The policy the matrix relies on: readers and API keys never manage or read the audit log."""
-    privileged = frozenset(Permission) - {Permission.tenant_read, Permission.members_read}
+    """The policy the matrix relies on: readers only read; API keys never manage the workspace,
+    its members or its keys, and never read the audit log."""
+    reads = {Permission.tenant_read, Permission.members_read, Permission.knowledge_read}
     for role in (Role.agent, Role.viewer):
-        assert not ROLE_PERMISSIONS[role] & privileged, role
+        assert ROLE_PERMISSIONS[role] == reads, role
     for role in (Role.owner, Role.admin):
         assert ROLE_PERMISSIONS[role] == frozenset(Permission), role
-    assert not API_KEY_SCOPES & privileged
+    administrative = {
+        Permission.tenant_manage,
+        Permission.members_manage,
+        Permission.api_keys_manage,
+        Permission.audit_read,
+    }
+    assert not API_KEY_SCOPES & administrative
 
 
 # --- Public and user-level routes -----------------------------------------------------------

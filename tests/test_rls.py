@@ -24,11 +24,13 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
+from backend.db import PendingJob
 from backend.kit.secrets import hash_token
 from backend.models import Base, Role
 from backend.tenancy.permissions import Permission
 from migrations.rls import APP_ROLE
 from tests.conftest import TEST_ADMIN_URL, TEST_APP_URL
+from tests.factories.knowledge import add_text, create_kb, run_jobs
 from tests.factories.workspaces import Workspace, jobs_recorded, populated_workspace
 
 TENANT_COLUMN = "tenant_id"
@@ -84,7 +86,7 @@ async def seed(app: FastAPI) -> Seed:
     invitations (one accepted, one pending), two API keys, and the audit events all that wrote."""
     transport = ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with AsyncClient(transport=transport, base_url="http://parley.test") as http:
-        with jobs_recorded():
+        with jobs_recorded() as jobs:
             workspaces = [
                 await populated_workspace(
                     http,
@@ -97,7 +99,25 @@ async def seed(app: FastAPI) -> Seed:
                 )
                 for _ in range(2)
             ]
+            for workspace in workspaces:
+                await _add_knowledge(http, workspace, jobs)
     return Seed(*workspaces)
+
+
+async def _add_knowledge(http: AsyncClient, workspace: Workspace, jobs: list[PendingJob]) -> None:
+    """A knowledge base with an ingested text (chunks and embeddings) and two URL sources, one
+    on a re-sync schedule. Their fetch jobs are dropped: nothing here needs the pages."""
+    kb_id = await create_kb(http, workspace.owner)
+    await add_text(http, workspace.owner, kb_id, "Parley keeps each workspace apart.")
+    await run_jobs(jobs)
+    for interval in (60, None):
+        response = await http.post(
+            f"/api/v1/knowledge-bases/{kb_id}/sources",
+            json={"kind": "url", "url": "https://example.com/", "sync_interval_minutes": interval},
+            headers=workspace.owner.headers(),
+        )
+        assert response.status_code == 201, response.text
+    jobs.clear()
 
 
 async def _first_row(conn: Any, table: str, tenant_id: uuid.UUID) -> dict[str, Any]:
@@ -138,6 +158,16 @@ async def _copy_for(conn: Any, table: str, source: dict[str, Any], tenant_id: uu
     row = {**source, "id": uuid.uuid4(), TENANT_COLUMN: tenant_id}
     for column in await _unique_text_columns(conn, table):
         row[column] = uuid.uuid4().hex
+    if table == "knowledge_documents" and row.get("url"):  # unique per (source, url)
+        row["url"] = f"https://example.com/{uuid.uuid4().hex}"
+    if table == "knowledge_chunk_embeddings":  # unique per (chunk, model)
+        row["model"] = f"copy:{uuid.uuid4().hex}"
+    if table == "knowledge_source_schedules":  # one schedule per source
+        row["source_id"] = await conn.fetchval(
+            "SELECT s.id FROM knowledge_sources s WHERE s.tenant_id = $1 AND NOT EXISTS "
+            "(SELECT 1 FROM knowledge_source_schedules k WHERE k.source_id = s.id) LIMIT 1",
+            source[TENANT_COLUMN],
+        )
     await _insert(conn, table, row)
 
 

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.cron import CronJob
+from arq.cron import CronJob, cron
 from arq.typing import StartupShutdown, WorkerCoroutine
-from arq.worker import Function
+from arq.worker import Function, func
 
 from backend.config import get_settings
 from backend.email.tasks import send_email
+from backend.knowledge import tasks as knowledge
 from backend.logging import configure_logging
 from backend.redis import arq_redis_settings
 
@@ -29,8 +30,18 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions: Sequence[WorkerCoroutine | Function] = [send_email]
-    cron_jobs: Sequence[CronJob] | None = None
+    functions: Sequence[WorkerCoroutine | Function] = [
+        send_email,
+        func(knowledge.ingest_document, timeout=_settings.ingest_job_timeout_seconds),
+        func(knowledge.sync_source, timeout=_settings.ingest_job_timeout_seconds),
+        func(knowledge.reembed_knowledge_base, timeout=_settings.ingest_job_timeout_seconds),
+        knowledge.delete_originals,
+        knowledge.schedule_due_syncs,
+    ]
+    cron_jobs: Sequence[CronJob] | None = [
+        # Every minute; unique so that several workers don't all run it.
+        cron(knowledge.schedule_due_syncs, second=0, unique=True, run_at_startup=True),
+    ]
     on_startup: StartupShutdown | None = startup
     on_shutdown: StartupShutdown | None = shutdown
     redis_settings: RedisSettings = arq_redis_settings() if _settings.redis_url else RedisSettings()
@@ -39,4 +50,6 @@ class WorkerSettings:
     max_jobs: int = _settings.worker_max_jobs
     # On SIGTERM, running jobs get this long to finish before they are cancelled.
     job_completion_wait: int = _settings.worker_shutdown_grace_seconds
-    job_timeout: int = 300
+    # ARQ retries a job lost in a crash once the longest timeout here (+10 s) has passed, so no
+    # function may have a longer one than ingestion's.
+    job_timeout: int = min(60, _settings.ingest_job_timeout_seconds)

@@ -14,9 +14,11 @@ class Permission(StrEnum):
     members_manage = "members:manage"
     api_keys_manage = "api_keys:manage"
     audit_read = "audit:read"
+    knowledge_read = "knowledge:read"
+    knowledge_write = "knowledge:write"
 
 
-_READ = frozenset({Permission.tenant_read, Permission.members_read})
+_READ = frozenset({Permission.tenant_read, Permission.members_read, Permission.knowledge_read})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.owner: frozenset(Permission),
@@ -27,4 +29,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 # Scopes an API key may carry. Managing members and keys, and reading the audit log, stay
 # with people (owners and admins).
-API_KEY_SCOPES: frozenset[Permission] = frozenset({Permission.tenant_read, Permission.members_read})
+API_KEY_SCOPES: frozenset[Permission] = frozenset(
+    {
+        Permission.tenant_read,
+        Permission.members_read,
+        Permission.knowledge_read,
+        Permission.knowledge_write,
+    }
+)

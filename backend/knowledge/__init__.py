@@ -1,0 +1,1 @@
+"""Knowledge bases: sources, ingestion, embeddings and retrieval."""

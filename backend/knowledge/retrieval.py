@@ -1,0 +1,252 @@
+"""Hybrid retrieval: pgvector cosine search and PostgreSQL full text, fused by reciprocal rank.
+
+Every query is filtered by knowledge base (and, through row-level security, by tenant) in the
+same statement as the vector ordering. A filtered HNSW scan can return fewer rows than asked
+for, so:
+- small knowledge bases (up to `exact_search_max_chunks`) are searched exactly;
+- larger ones use the model's HNSW index, with pgvector 0.8's iterative scan where available,
+  and fall back to an exact search whenever the index returns fewer than k rows although k
+  exist. A search therefore returns k results whenever k exist.
+Full-text search ORs the query's words (PostgreSQL's own query parsers AND them, which finds
+nothing for most natural-language questions) and ranks with ts_rank_cd.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.config import get_settings
+from backend.knowledge.embeddings import EmbeddingError
+from backend.knowledge.providers import provider_for
+from backend.knowledge.schemas import Citation, SearchHit, SearchMode, SearchResponse
+from backend.models import KnowledgeBase
+
+# Models with an HNSW index (see the knowledge-bases migration), and their dimensions.
+INDEXED_MODELS = {"local:all-MiniLM-L6-v2": 384, "openai:text-embedding-3-small": 1536}
+RRF_K = 60
+DEFAULT_THRESHOLD = 0.2
+CANDIDATES_PER_RESULT = 4
+
+_pgvector_iterative: bool | None = None
+
+
+@dataclass
+class _Candidate:
+    chunk_id: uuid.UUID
+    similarity: float | None = None
+    text_rank: float | None = None
+    score: float = 0.0
+
+
+class SearchFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def search(
+    session: AsyncSession,
+    kb: KnowledgeBase,
+    query: str,
+    *,
+    top_k: int,
+    threshold: float | None = None,
+    mode: SearchMode = SearchMode.hybrid,
+) -> SearchResponse:
+    started = time.perf_counter()
+    limit = max(top_k * CANDIDATES_PER_RESULT, 20)
+    vector = await _embed_query(kb.embedding_model, query)
+    candidates: dict[uuid.UUID, _Candidate] = {}
+    how: Literal["exact", "hnsw"] = "exact"
+    if mode in (SearchMode.hybrid, SearchMode.vector):
+        rows, how = await vector_search(session, kb, vector, limit)
+        _fuse(candidates, rows, "similarity")
+    if mode in (SearchMode.hybrid, SearchMode.text):
+        _fuse(candidates, await text_search(session, kb, query, limit), "text_rank")
+    await _fill_similarities(session, kb, vector, candidates)
+    floor = DEFAULT_THRESHOLD if threshold is None else threshold
+    kept = [c for c in candidates.values() if c.similarity is not None and c.similarity >= floor]
+    kept.sort(key=lambda c: (-c.score, -(c.similarity or 0.0)))
+    hits = await _hits(session, kept[:top_k])
+    return SearchResponse(
+        hits=hits,
+        embedding_model=kb.embedding_model,
+        search=how,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+async def _embed_query(model: str, query: str) -> list[float]:
+    try:
+        return (await provider_for(model).embed([query]))[0]
+    except EmbeddingError as exc:
+        raise SearchFailed(exc.reason) from exc
+
+
+def _fuse(
+    candidates: dict[uuid.UUID, _Candidate],
+    ranked: list[tuple[uuid.UUID, float]],
+    field: Literal["similarity", "text_rank"],
+) -> None:
+    for rank, (chunk_id, value) in enumerate(ranked, start=1):
+        candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
+        setattr(candidate, field, value)
+        candidate.score += 1.0 / (RRF_K + rank)
+
+
+def _literal(vector: list[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+async def vector_search(
+    session: AsyncSession, kb: KnowledgeBase, vector: list[float], limit: int
+) -> tuple[list[tuple[uuid.UUID, float]], Literal["exact", "hnsw"]]:
+    dimension = INDEXED_MODELS.get(kb.embedding_model)
+    params = {"kb": kb.id, "model": kb.embedding_model, "q": _literal(vector), "n": limit}
+    if dimension is not None and dimension == len(vector):
+        size = await _embedded_count(session, kb, get_settings().exact_search_max_chunks + 1)
+        if size > get_settings().exact_search_max_chunks:
+            rows = await _hnsw_search(session, dimension, params)
+            if len(rows) >= min(limit, size):
+                return rows, "hnsw"
+    return await _exact_search(session, params), "exact"
+
+
+async def _embedded_count(session: AsyncSession, kb: KnowledgeBase, cap: int) -> int:
+    count = await session.scalar(
+        text(
+            "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
+            "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped"
+        ),
+        {"kb": kb.id, "model": kb.embedding_model, "cap": cap},
+    )
+    return int(count or 0)
+
+
+async def _exact_search(
+    session: AsyncSession, params: dict[str, object]
+) -> list[tuple[uuid.UUID, float]]:
+    rows = await session.execute(
+        text(
+            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) AS similarity "
+            "FROM knowledge_chunk_embeddings "
+            "WHERE knowledge_base_id = :kb AND model = :model "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n"
+        ),
+        params,
+    )
+    return [(r[0], float(r[1])) for r in rows]
+
+
+async def _hnsw_search(
+    session: AsyncSession, dimension: int, params: dict[str, object]
+) -> list[tuple[uuid.UUID, float]]:
+    ef_search = max(get_settings().hnsw_ef_search, int(str(params["n"])))
+    await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
+    if await _has_iterative_scan(session):
+        await session.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    # Only an integer is formatted in: the index is on this exact cast expression.
+    cast = f"vector({int(dimension)})"
+    rows = await session.execute(
+        text(
+            f"SELECT chunk_id, 1 - ((embedding::{cast}) <=> CAST(:q AS {cast})) AS similarity "  # noqa: S608
+            "FROM knowledge_chunk_embeddings "
+            "WHERE model = :model AND knowledge_base_id = :kb "
+            f"ORDER BY (embedding::{cast}) <=> CAST(:q AS {cast}) LIMIT :n"
+        ),
+        params,
+    )
+    return [(r[0], float(r[1])) for r in rows]
+
+
+async def _has_iterative_scan(session: AsyncSession) -> bool:
+    """pgvector 0.8 and newer can keep scanning the index until the filter is satisfied."""
+    global _pgvector_iterative
+    if _pgvector_iterative is None:
+        version = await session.scalar(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        )
+        parts = tuple(int(p) for p in str(version or "0").split(".")[:2] if p.isdigit())
+        _pgvector_iterative = parts >= (0, 8)
+    return _pgvector_iterative
+
+
+async def text_search(
+    session: AsyncSession, kb: KnowledgeBase, query: str, limit: int
+) -> list[tuple[uuid.UUID, float]]:
+    rows = await session.execute(
+        text(
+            "SELECT c.id, ts_rank_cd(c.tsv, q) AS rank "
+            "FROM knowledge_chunks c, "
+            "to_tsquery(CAST(:lang AS regconfig), "
+            "  replace(plainto_tsquery(CAST(:lang AS regconfig), :query)::text, ' & ', ' | ')) q "
+            "WHERE c.knowledge_base_id = :kb AND c.tsv @@ q "
+            "ORDER BY rank DESC, c.id LIMIT :n"
+        ),
+        {"lang": kb.language, "query": query, "kb": kb.id, "n": limit},
+    )
+    return [(r[0], float(r[1])) for r in rows]
+
+
+async def _fill_similarities(
+    session: AsyncSession,
+    kb: KnowledgeBase,
+    vector: list[float],
+    candidates: dict[uuid.UUID, _Candidate],
+) -> None:
+    missing = [c.chunk_id for c in candidates.values() if c.similarity is None]
+    if not missing:
+        return
+    rows = await session.execute(
+        text(
+            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) "
+            "FROM knowledge_chunk_embeddings WHERE model = :model AND chunk_id = ANY(:ids)"
+        ),
+        {"q": _literal(vector), "model": kb.embedding_model, "ids": missing},
+    )
+    for chunk_id, similarity in rows:
+        candidates[chunk_id].similarity = float(similarity)
+
+
+async def _hits(session: AsyncSession, ranked: list[_Candidate]) -> list[SearchHit]:
+    if not ranked:
+        return []
+    rows = await session.execute(
+        text(
+            "SELECT c.id, c.text, c.page, c.heading_path, d.id, d.source_id, d.title, d.url, "
+            "d.filename FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id "
+            "WHERE c.id = ANY(:ids)"
+        ),
+        {"ids": [c.chunk_id for c in ranked]},
+    )
+    details = {r[0]: r for r in rows}
+    hits = []
+    for candidate in ranked:
+        row = details.get(candidate.chunk_id)
+        if row is None:
+            continue
+        hits.append(
+            SearchHit(
+                chunk_id=candidate.chunk_id,
+                text=row[1],
+                score=round(candidate.score, 6),
+                similarity=round(candidate.similarity or 0.0, 6),
+                text_rank=candidate.text_rank,
+                citation=Citation(
+                    document_id=row[4],
+                    source_id=row[5],
+                    title=row[6],
+                    url=row[7],
+                    filename=row[8],
+                    page=row[2],
+                    heading_path=list(row[3] or []),
+                ),
+            )
+        )
+    return hits
