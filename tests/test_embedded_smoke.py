@@ -6,6 +6,7 @@ The second run in the same data dir checks that the data survives and the demo l
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,8 +113,64 @@ def _service_pids_if_any(data_dir: Path) -> list[int]:
         return []
 
 
-def _run_once(data_dir: Path, log: Path) -> str:
-    """Start `parley run`, wait for /readyz, press Ctrl-C; return what it printed."""
+def _call(
+    port: int, method: str, path: str, body: object = None, token: str = "", tenant: str = ""
+) -> Any:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if tenant:
+        headers["x-parley-tenant"] = tenant
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read() or b"null")
+
+
+def _answer_offline(port: int, password: str) -> None:
+    """The offline default end to end on the embedded services: the demo owner adds a text to a
+    knowledge base, the worker ingests it with the local model, and search finds it."""
+    token = _call(
+        port, "POST", "/api/v1/auth/login", {"email": "demo@example.com", "password": password}
+    )["access_token"]
+    tenant = _call(port, "GET", "/api/v1/me", token=token)["workspaces"][0]["tenant_id"]
+    kb = _call(port, "POST", "/api/v1/knowledge-bases", {"name": "Smoke"}, token, tenant)["id"]
+    _call(
+        port,
+        "POST",
+        f"/api/v1/knowledge-bases/{kb}/sources",
+        {"kind": "text", "text": "# Opening hours\n\nThe shop opens at nine every day."},
+        token,
+        tenant,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        documents = _call(
+            port, "GET", f"/api/v1/knowledge-bases/{kb}/documents", None, token, tenant
+        )["items"]
+        if documents and documents[0]["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.5)
+    assert documents[0]["status"] == "ready", documents
+    hits = _call(
+        port,
+        "POST",
+        f"/api/v1/knowledge-bases/{kb}/search",
+        {"query": "when does the shop open?"},
+        token,
+        tenant,
+    )["hits"]
+    assert hits, "the ingested text was not found"
+    assert "nine" in hits[0]["text"]
+
+
+def _run_once(data_dir: Path, log: Path, exercise: Callable[[int, str], None] | None = None) -> str:
+    """Start `parley run`, wait for /readyz, run `exercise(port, printed)`, press Ctrl-C;
+    return what it printed."""
     port = _free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -127,6 +186,8 @@ def _run_once(data_dir: Path, log: Path) -> str:
         _wait_until_ready(process, port, log)
         pids = _service_pids(data_dir)
         assert all(_running(pid) for pid in pids.values()), pids
+        if exercise is not None:
+            exercise(port, log.read_text())
 
         process.send_signal(signal.SIGINT)
         try:
@@ -154,7 +215,11 @@ def test_parley_run_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     data_dir = tmp_path / "data"
 
-    first = _run_once(data_dir, tmp_path / "first.log")
+    first = _run_once(
+        data_dir,
+        tmp_path / "first.log",
+        exercise=lambda port, printed: _answer_offline(port, _demo_password(printed)),
+    )
     assert "email:    demo@example.com" in first
     assert (data_dir / "demo-login.txt").is_file()
 
