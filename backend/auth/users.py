@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -118,7 +119,8 @@ UserManagerDep = Annotated[UserManager, Depends(get_user_manager)]
 bearer_transport = BearerTransport(tokenUrl="/api/v1/auth/token")
 
 
-def get_access_token_strategy() -> JWTStrategy[User, uuid.UUID]:
+@lru_cache
+def _access_token_strategy() -> JWTStrategy[User, uuid.UUID]:
     settings = get_settings()
     return JWTStrategy(
         secret=settings.secret_key.get_secret_value(),
@@ -126,8 +128,17 @@ def get_access_token_strategy() -> JWTStrategy[User, uuid.UUID]:
     )
 
 
+async def access_token_strategy() -> JWTStrategy[User, uuid.UUID]:
+    # An async dependency: a plain function would be run in the thread pool on every request.
+    return _access_token_strategy()
+
+
+def get_access_token_strategy() -> JWTStrategy[User, uuid.UUID]:
+    return _access_token_strategy()
+
+
 auth_backend = AuthenticationBackend(
-    name="jwt", transport=bearer_transport, get_strategy=get_access_token_strategy
+    name="jwt", transport=bearer_transport, get_strategy=access_token_strategy
 )
 fastapi_users = FastAPIUsers[User, uuid.UUID](get_user_manager, [auth_backend])
 

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, NewType
 
+import jwt
 from fastapi import Depends, Header, Request
+from fastapi_users.jwt import decode_jwt
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.users import OptionalUser
+from backend.auth.users import get_access_token_strategy
 from backend.db import SessionDep, set_lookup_context, set_tenant_context
 from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
 from backend.kit.logcontext import bind_request_fields
 from backend.kit.secrets import hash_token
-from backend.models import ApiKey, Membership, Role
+from backend.models import ApiKey, Membership, Role, User
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
 
 TenantId = NewType("TenantId", uuid.UUID)
@@ -30,6 +32,9 @@ API_KEY_PREFIX = "prl_"
 TENANT_HEADER = "X-Parley-Tenant"
 # last_used_at is written at most this often per key, to keep hot API paths read-only.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# fastapi-users declares the user columns as plain attributes; the table column is typed.
+_USER_ACTIVE = User.__table__.c.is_active
+_USER_ID = User.__table__.c.id
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,25 @@ async def _context_from_api_key(
     )
 
 
+def _user_id_from_access_token(token: str | None) -> uuid.UUID:
+    """The user an access token names, checked the way fastapi-users' strategy checks it.
+
+    Workspace requests read the token here and check the account together with the membership
+    in one query, instead of loading the user through fastapi-users first: one round trip less
+    on every tenant-scoped request.
+    """
+    if token is None:
+        raise NotAuthenticated()
+    strategy = get_access_token_strategy()
+    try:
+        claims = decode_jwt(
+            token, strategy.decode_key, strategy.token_audience, [strategy.algorithm]
+        )
+        return uuid.UUID(str(claims["sub"]))
+    except (jwt.PyJWTError, KeyError, ValueError) as exc:
+        raise NotAuthenticated() from exc
+
+
 async def _context_from_member(
     session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID, request: Request
 ) -> TenantContext:
@@ -90,13 +114,20 @@ async def _context_from_member(
         text("SELECT set_config('app.user_id', :u, true), set_config('app.tenant_id', :t, true)"),
         {"u": str(user_id), "t": str(tenant_id)},
     )
-    role = await session.scalar(
-        select(Membership.role).where(
-            Membership.tenant_id == tenant_id, Membership.user_id == user_id
+    found = (
+        await session.execute(
+            select(Membership.role, _USER_ACTIVE)
+            .join(User, Membership.user_id == User.id)
+            .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
         )
-    )
-    if role is None:
+    ).first()
+    if found is None:
+        if await session.scalar(select(_USER_ACTIVE).where(user_id == _USER_ID)) is None:
+            raise NotAuthenticated()  # a valid token of an account that no longer exists
         raise NotFound("Workspace not found, or you are not a member of it.")
+    role, active = found
+    if not active:
+        raise NotAuthenticated("The account is not active.")
     return TenantContext(
         tenant_id=TenantId(tenant_id),
         permissions=ROLE_PERMISSIONS[role],
@@ -119,7 +150,6 @@ def _bind_log_context(ctx: TenantContext) -> TenantContext:
 async def get_tenant_context(
     request: Request,
     session: SessionDep,
-    user: OptionalUser,
     x_parley_tenant: Annotated[
         str | None,
         Header(
@@ -131,10 +161,9 @@ async def get_tenant_context(
     token = _bearer(request)
     if token is not None and token.startswith(API_KEY_PREFIX):
         return _bind_log_context(await _context_from_api_key(session, token, request))
-    if user is None:
-        raise NotAuthenticated()
+    user_id = _user_id_from_access_token(token)
     tenant_id = _parse_tenant_header(x_parley_tenant)
-    return _bind_log_context(await _context_from_member(session, user.id, tenant_id, request))
+    return _bind_log_context(await _context_from_member(session, user_id, tenant_id, request))
 
 
 TenantContextDep = Annotated[TenantContext, Depends(get_tenant_context)]
