@@ -7,7 +7,7 @@ duplicated) and exactly one embedding per chunk.
 
 Needs PARLEY_TEST_ADMIN_DATABASE_URL and PARLEY_TEST_REDIS_URL (`make bench` exports them).
 A job that was running when the worker died is retried once its ARQ in-progress key expires
-(the job timeout + 10 s), so the worker here runs with a 20 s ingestion timeout.
+(the job timeout + 10 s), so the worker here runs with a 60 s ingestion timeout.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ async def main(argv: list[str] | None = None) -> int:
         "PARLEY_DATABASE_ADMIN_URL": admin,
         "PARLEY_REDIS_URL": redis,
         "PARLEY_DATA_DIR": str(data_dir),
-        "PARLEY_INGEST_JOB_TIMEOUT_SECONDS": "20",
+        "PARLEY_INGEST_JOB_TIMEOUT_SECONDS": "60",
         "PARLEY_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)

@@ -32,7 +32,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     functions: Sequence[WorkerCoroutine | Function] = [
         send_email,
-        func(knowledge.ingest_document, timeout=_settings.ingest_job_timeout_seconds),
+        func(
+            knowledge.ingest_document,
+            timeout=_settings.ingest_job_timeout_seconds,
+            max_tries=knowledge.INGEST_TRIES,
+        ),
         func(knowledge.sync_source, timeout=_settings.ingest_job_timeout_seconds),
         func(knowledge.reembed_knowledge_base, timeout=_settings.ingest_job_timeout_seconds),
         knowledge.delete_originals,

@@ -67,27 +67,66 @@ def _task_context(tenant_id: uuid.UUID) -> TenantContext:
     return TenantContext(tenant_id=TenantId(tenant_id), permissions=frozenset())
 
 
+class RetryLater(Exception):
+    """A passing problem (the embedding server is overloaded or down): try the job again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Documents processed at once by one worker process. They share one CPU-bound model, so more
+# at a time only makes each slower (and closer to its time limit), not the sum faster.
+_PROCESSING_SLOTS = asyncio.Semaphore(2)
+
+
 async def ingest_document(
-    tenant_id: uuid.UUID, document_id: uuid.UUID, version: int, *, prefetched: bool = False
+    tenant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    version: int,
+    *,
+    prefetched: bool = False,
+    last_try: bool = True,
 ) -> str:
-    """Run the pipeline for one document version. Returns what happened, for the job result."""
+    """Run the pipeline for one document version. Returns what happened, for the job result.
+
+    Raises RetryLater for a passing embedding failure unless `last_try`. If the job is cancelled
+    (its time limit, or a worker shutting down), the document ends `failed` with the reason
+    rather than staying `processing` for ever.
+    """
     job = _Job(tenant_id, document_id, version, prefetched)
-    started = await _start(job)
-    if started is None:
-        return "skipped: a newer version is queued or the document is gone"
-    try:
-        return await _run(job, started)
-    except IngestionFailed as exc:
-        await _finish_failed(job, exc.reason)
-        return f"failed: {exc.reason}"
-    except Exception:
-        log.exception("ingestion_crashed", document_id=str(document_id))
-        await _finish_failed(
-            job,
-            "Processing failed unexpectedly. Re-process the document; if it fails again, "
-            "contact support with the document id.",
-        )
-        return "failed: unexpected error"
+    async with _PROCESSING_SLOTS:
+        started = await _start(job)
+        if started is None:
+            return "skipped: a newer version is queued or the document is gone"
+        try:
+            return await _run(job, started)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                _finish_failed(
+                    job,
+                    "Processing was stopped before it finished (it took longer than "
+                    f"{get_settings().ingest_job_timeout_seconds} s, or the worker shut down). "
+                    "Re-process the document; split a very large one into parts.",
+                )
+            )
+            raise
+        except EmbeddingError as exc:
+            if not last_try:
+                raise RetryLater(exc.reason) from exc
+            await _finish_failed(job, exc.reason)
+            return f"failed: {exc.reason}"
+        except IngestionFailed as exc:
+            await _finish_failed(job, exc.reason)
+            return f"failed: {exc.reason}"
+        except Exception:
+            log.exception("ingestion_crashed", document_id=str(document_id))
+            await _finish_failed(
+                job,
+                "Processing failed unexpectedly. Re-process the document; if it fails again, "
+                "contact support with the document id.",
+            )
+            return "failed: unexpected error"
 
 
 @dataclass
@@ -312,7 +351,7 @@ async def _embed(model: str, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = await provider.embed(texts)
     except EmbeddingError as exc:
         if exc.retryable:
-            raise  # let ARQ retry the job later
+            raise  # ingest_document asks for a retry later
         raise IngestionFailed(exc.reason) from exc
     return vectors
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from arq import Retry
 from sqlalchemy import delete, select, text, update
 
 from backend.config import get_settings
@@ -39,12 +40,24 @@ def _ctx(tenant_id: str) -> TenantContext:
     return TenantContext(tenant_id=TenantId(uuid.UUID(tenant_id)), permissions=frozenset())
 
 
+INGEST_TRIES = 5
+
+
 async def ingest_document(
     ctx: dict[str, Any], tenant_id: str, document_id: str, version: int, prefetched: bool = False
 ) -> str:
-    return await pipeline.ingest_document(
-        uuid.UUID(tenant_id), uuid.UUID(document_id), version, prefetched=prefetched
-    )
+    job_try = int(ctx.get("job_try", 1))
+    try:
+        return await pipeline.ingest_document(
+            uuid.UUID(tenant_id),
+            uuid.UUID(document_id),
+            version,
+            prefetched=prefetched,
+            last_try=job_try >= INGEST_TRIES,
+        )
+    except pipeline.RetryLater as exc:
+        log.warning("ingestion_retry", document_id=document_id, reason=exc.reason, job_try=job_try)
+        raise Retry(defer=min(300, 10 * 2**job_try)) from exc
 
 
 async def delete_originals(ctx: dict[str, Any], tenant_id: str, keys: list[str]) -> int:

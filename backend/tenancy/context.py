@@ -33,8 +33,8 @@ TENANT_HEADER = "X-Parley-Tenant"
 # last_used_at is written at most this often per key, to keep hot API paths read-only.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 # fastapi-users declares the user columns as plain attributes; the table column is typed.
-_USER_ACTIVE = User.__table__.c.is_active
-_USER_ID = User.__table__.c.id
+_users_is_active = User.__table__.c.is_active
+_users_id = User.__table__.c.id
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,13 @@ async def _context_from_member(
     )
     found = (
         await session.execute(
-            select(Membership.role, _USER_ACTIVE)
+            select(Membership.role, _users_is_active)
             .join(User, Membership.user_id == User.id)
             .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
         )
     ).first()
     if found is None:
-        if await session.scalar(select(_USER_ACTIVE).where(user_id == _USER_ID)) is None:
+        if await session.scalar(select(_users_is_active).where(_users_id == user_id)) is None:
             raise NotAuthenticated()  # a valid token of an account that no longer exists
         raise NotFound("Workspace not found, or you are not a member of it.")
     role, active = found

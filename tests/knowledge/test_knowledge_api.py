@@ -3,6 +3,7 @@ model, search with citations; re-ingestion, web sources, hostile files, deletion
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from backend.config import PlanLimits, get_settings
 from backend.db import PendingJob, unit_of_work
+from backend.knowledge import pipeline
 from backend.models import Chunk, ChunkEmbedding
 from tests.factories.accounts import Account
 from tests.factories.knowledge import add_text, create_kb, run_jobs
@@ -298,3 +300,23 @@ async def test_bad_source_bodies_are_422(client: AsyncClient) -> None:
     )
     assert unknown_model.status_code == 422
     assert unknown_model.json()["fields"][0]["field"] == "embedding_model"
+
+
+async def test_a_stopped_job_leaves_the_document_failed_not_processing(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    owner = await make_workspace()
+    kb_id = await create_kb(client, owner)
+    words = " ".join(f"word{i}" for i in range(20000))
+    _, document_id = await add_text(client, owner, kb_id, f"# Long\n\n{words}")
+    job = next(j for j in recorded_jobs if j.function == "ingest_document")
+    recorded_jobs.clear()
+    tenant_id, doc, version, _ = job.args
+    with pytest.raises(TimeoutError):
+        # What ARQ does when a job passes its time limit: cancel it.
+        await asyncio.wait_for(
+            pipeline.ingest_document(uuid.UUID(tenant_id), uuid.UUID(doc), version), 0.3
+        )
+    state = await _document(client, owner, kb_id, document_id)
+    assert state["status"] == "failed", state
+    assert "stopped before it finished" in state["error"]

@@ -1,0 +1,1031 @@
+"""Retrieval at scale: vector search over many tenants of very different sizes, under load.
+
+    python -m bench.retrieval_scale [--chunks 250000] [--tenants 1000] [--clients 8]
+
+What it does, in a database of its own (dropped at the end unless --keep):
+
+1. Builds Parley's schema with the migrations and fills it straight through COPY: `--tenants`
+   workspaces whose sizes follow a Zipf law (the i-th largest holds chunks proportional to
+   1 / i^s), one knowledge base, source and documents of 50 chunks each per tenant, and
+   `--chunks` chunks with one 384-dimension embedding each under the model
+   'local:all-MiniLM-L6-v2'. Documents of all tenants are loaded in a shuffled order, so a
+   tenant's rows are spread over the table as real ingestion spreads them.
+   The vectors are SYNTHETIC: each tenant has a few topics (random unit vectors), and every
+   chunk is its topic plus Gaussian noise, normalized (cosine to the topic about 0.64, two
+   chunks of one topic about 0.4, of different topics about 0). Chunk text is a short
+   synthetic sentence with an empty full-text vector.
+2. Drops the model's HNSW index before the load and recreates it afterwards with the very
+   definition the migration gave it (read from pg_indexes), with a raised
+   maintenance_work_mem, timing the build and sampling the memory of the server processes
+   that build it (read from /proc when the server runs on this machine).
+3. Runs queries through Parley's own code path, backend.knowledge.retrieval.vector_search,
+   connected as the app's login role with the tenant context set by unit_of_work() as a task
+   or request does, from `--clients` concurrent clients: asyncio tasks spread over
+   `--processes` client processes (separate from the PostgreSQL server's processes). A query
+   asks for the candidates a top-10 search asks for (max(4 x top_k, 20) = 40). Its tenant is
+   drawn with probability proportional to the tenant's size (big workspaces get more traffic)
+   or uniformly (--traffic uniform); its vector is a stored vector of that tenant with noise
+   added (--query-kind perturbed) or a random unit vector (--query-kind random).
+4. Compares every result with an exact search of the same tenant (ORDER BY embedding <=> q
+   with the same filter, which the HNSW expression index cannot serve), for recall@10, and
+   counts short result lists (fewer than 10 rows, or fewer than asked for, although the
+   tenant has that many).
+
+Latency is measured per query around the whole unit of work: pool checkout, setting the
+tenant context, the size check, the search, and the commit.
+
+Needs PARLEY_TEST_ADMIN_DATABASE_URL (a superuser; `make bench` exports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+
+DB_NAME = "parley_bench_scale"
+APP_USER, APP_PASSWORD = "parley_bench_scale_app", "parley-bench-scale-app"
+MODEL = "local:all-MiniLM-L6-v2"
+DIMENSION = 384
+CHUNKS_PER_DOCUMENT = 50
+TOPIC_NOISE = 1.2  # chunk = normalize(topic + TOPIC_NOISE * g), g ~ N(0, I / d)
+QUERY_NOISE = 0.5  # perturbed query = normalize(chunk + QUERY_NOISE * g)
+CHUNKS_PER_TOPIC = 400
+MAX_TOPICS = 64
+LOAD_BATCH_DOCUMENTS = 400
+# The candidates a top-k search asks vector_search for (see retrieval.search).
+CANDIDATES_PER_RESULT = 4
+MIN_CANDIDATES = 20
+
+Matrix = npt.NDArray[np.float32]
+
+
+# Database ---------------------------------------------------------------------------------
+
+
+def _admin_server_url() -> str:
+    admin = os.environ.get("PARLEY_TEST_ADMIN_DATABASE_URL")
+    if not admin:
+        sys.exit("PARLEY_TEST_ADMIN_DATABASE_URL must be set (`make bench` exports it)")
+    return admin
+
+
+def _urls(admin_server: str) -> tuple[str, str]:
+    """The bench database's owner (admin) URL and the app role's URL, both for SQLAlchemy."""
+    base = admin_server.rpartition("/")[0]
+    host = base.rpartition("@")[2]
+    scheme = base.partition("://")[0]
+    if "+asyncpg" not in scheme:
+        base = base.replace(scheme, "postgresql+asyncpg", 1)
+        scheme = "postgresql+asyncpg"
+    return f"{base}/{DB_NAME}", f"{scheme}://{APP_USER}:{APP_PASSWORD}@{host}/{DB_NAME}"
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _recreate_database(admin_server: str) -> None:
+    conn = await asyncpg.connect(_plain(admin_server))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(admin_server: str) -> None:
+    conn = await asyncpg.connect(_plain(admin_server))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        await conn.execute(f'DROP ROLE IF EXISTS "{APP_USER}"')
+    finally:
+        await conn.close()
+
+
+async def _prepare(admin_server: str, admin: str, app: str) -> None:
+    from backend.migrate import ensure_app_role, run_migrations
+
+    await _recreate_database(admin_server)
+    await asyncio.to_thread(run_migrations, admin)
+    await ensure_app_role(admin, app)
+
+
+async def _connect(admin: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(_plain(admin))
+    # Binary COPY: vectors arrive already encoded (see _vector_bytes), full-text vectors empty.
+    await conn.set_type_codec(
+        "vector", encoder=bytes, decoder=bytes, format="binary", schema="public"
+    )
+    await conn.set_type_codec(
+        "tsvector", encoder=bytes, decoder=bytes, format="binary", schema="pg_catalog"
+    )
+    return conn
+
+
+# Synthetic data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    index: int
+    tenant_id: uuid.UUID
+    kb_id: uuid.UUID
+    source_id: uuid.UUID
+    chunks: int
+
+    @property
+    def documents(self) -> int:
+        return math.ceil(self.chunks / CHUNKS_PER_DOCUMENT)
+
+    def document_size(self, document: int) -> int:
+        return min(CHUNKS_PER_DOCUMENT, self.chunks - document * CHUNKS_PER_DOCUMENT)
+
+
+def zipf_sizes(total: int, tenants: int, exponent: float) -> list[int]:
+    """Sizes proportional to 1 / rank^exponent, at least 1 each, summing to `total`."""
+    if total < tenants:
+        raise ValueError("need at least one chunk per tenant")
+    weights = [1.0 / (rank**exponent) for rank in range(1, tenants + 1)]
+    scale = (total - tenants) / sum(weights)
+    raw = [1 + w * scale for w in weights]
+    sizes = [int(r) for r in raw]
+    # Largest remainders get the chunks that rounding down left over.
+    order = sorted(range(tenants), key=lambda i: raw[i] - sizes[i], reverse=True)
+    for i in order[: total - sum(sizes)]:
+        sizes[i] += 1
+    return sizes
+
+
+def _stable_uuid(kind: int, number: int) -> uuid.UUID:
+    return uuid.UUID(int=(0xB3 << 120) | (kind << 96) | number, version=4)
+
+
+def plan_tenants(total: int, tenants: int, exponent: float) -> list[TenantPlan]:
+    return [
+        TenantPlan(
+            index=i,
+            tenant_id=_stable_uuid(1, i),
+            kb_id=_stable_uuid(2, i),
+            source_id=_stable_uuid(3, i),
+            chunks=size,
+        )
+        for i, size in enumerate(zipf_sizes(total, tenants, exponent))
+    ]
+
+
+def _unit_rows(matrix: Matrix) -> Matrix:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    result: Matrix = (matrix / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    return result
+
+
+def tenant_topics(seed: int, tenant: TenantPlan) -> Matrix:
+    rng = np.random.default_rng([seed, 1, tenant.index])
+    count = max(1, min(MAX_TOPICS, tenant.chunks // CHUNKS_PER_TOPIC))
+    return _unit_rows(rng.standard_normal((count, DIMENSION), dtype=np.float32))
+
+
+def document_vectors(seed: int, tenant: TenantPlan, topics: Matrix, document: int) -> Matrix:
+    """The embeddings of one document's chunks, the same every time for the same seed."""
+    rng = np.random.default_rng([seed, 2, tenant.index, document])
+    size = tenant.document_size(document)
+    assigned = rng.integers(0, len(topics), size)
+    noise = rng.standard_normal((size, DIMENSION), dtype=np.float32)
+    noise *= np.float32(TOPIC_NOISE / math.sqrt(DIMENSION))
+    return _unit_rows(topics[assigned] + noise)
+
+
+def _vector_bytes(matrix: Matrix) -> list[bytes]:
+    """pgvector's binary format: dimension and a zero (uint16 each), then float32s, big-endian."""
+    header = struct.pack(">HH", matrix.shape[1], 0)
+    big_endian = matrix.astype(">f4")
+    return [header + row.tobytes() for row in big_endian]
+
+
+EMPTY_TSVECTOR = struct.pack(">i", 0)
+
+
+def _chunk_id(tenant: TenantPlan, document: int, ordinal: int) -> uuid.UUID:
+    return _stable_uuid(5, (tenant.index << 40) | (document << 12) | ordinal)
+
+
+def _document_id(tenant: TenantPlan, document: int) -> uuid.UUID:
+    return _stable_uuid(4, (tenant.index << 40) | document)
+
+
+def _embedding_id(tenant: TenantPlan, document: int, ordinal: int) -> uuid.UUID:
+    return _stable_uuid(6, (tenant.index << 40) | (document << 12) | ordinal)
+
+
+# Loading ----------------------------------------------------------------------------------
+
+
+async def load(conn: asyncpg.Connection, plans: list[TenantPlan], seed: int) -> dict[str, float]:
+    """Fill the schema with COPY; returns timings in seconds."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    # Bulk load of consistent generated data: foreign-key triggers are skipped.
+    await conn.execute("SET session_replication_role = replica")
+    await conn.copy_records_to_table(
+        "tenants",
+        records=[(p.tenant_id, f"Scale {p.index}", f"scale-{p.index}", "business") for p in plans],
+        columns=["id", "name", "slug", "plan"],
+    )
+    await conn.copy_records_to_table(
+        "knowledge_bases",
+        records=[
+            (p.kb_id, p.tenant_id, f"KB {p.index}", "english", MODEL, DIMENSION, 200, 30)
+            for p in plans
+        ],
+        columns=[
+            "id",
+            "tenant_id",
+            "name",
+            "language",
+            "embedding_model",
+            "embedding_dimension",
+            "chunk_tokens",
+            "chunk_overlap_tokens",
+        ],
+    )
+    await conn.copy_records_to_table(
+        "knowledge_sources",
+        records=[(p.source_id, p.tenant_id, p.kb_id, "text", "Synthetic", "{}") for p in plans],
+        columns=["id", "tenant_id", "knowledge_base_id", "kind", "title", "config"],
+    )
+    await conn.copy_records_to_table(
+        "knowledge_documents",
+        records=[
+            (
+                _document_id(p, d),
+                p.tenant_id,
+                p.kb_id,
+                p.source_id,
+                f"Document {d}",
+                0,
+                "ready",
+                p.document_size(d),
+                p.document_size(d),
+                1,
+            )
+            for p in plans
+            for d in range(p.documents)
+        ],
+        columns=[
+            "id",
+            "tenant_id",
+            "knowledge_base_id",
+            "source_id",
+            "title",
+            "size_bytes",
+            "status",
+            "chunks_total",
+            "chunks_done",
+            "version",
+        ],
+    )
+    timings["small_tables_s"] = time.perf_counter() - started
+    order = [(p, d) for p in plans for d in range(p.documents)]
+    rng = np.random.default_rng([seed, 3])
+    shuffled = [order[i] for i in rng.permutation(len(order))]
+    topics = {p.index: tenant_topics(seed, p) for p in plans}
+    loaded = 0
+    copy_started = time.perf_counter()
+    for start in range(0, len(shuffled), LOAD_BATCH_DOCUMENTS):
+        chunk_rows: list[tuple[Any, ...]] = []
+        embedding_rows: list[tuple[Any, ...]] = []
+        for plan, document in shuffled[start : start + LOAD_BATCH_DOCUMENTS]:
+            vectors = _vector_bytes(document_vectors(seed, plan, topics[plan.index], document))
+            doc_id = _document_id(plan, document)
+            for ordinal, vector in enumerate(vectors):
+                chunk_id = _chunk_id(plan, document, ordinal)
+                text = f"Synthetic passage {ordinal} of document {document} of tenant {plan.index}."
+                chunk_rows.append(
+                    (
+                        chunk_id,
+                        plan.tenant_id,
+                        plan.kb_id,
+                        doc_id,
+                        ordinal,
+                        text,
+                        text,
+                        [],
+                        hashlib.sha256(text.encode()).hexdigest(),
+                        12,
+                        EMPTY_TSVECTOR,
+                    )
+                )
+                embedding_rows.append(
+                    (
+                        _embedding_id(plan, document, ordinal),
+                        chunk_id,
+                        MODEL,
+                        plan.kb_id,
+                        plan.tenant_id,
+                        vector,
+                    )
+                )
+        await conn.copy_records_to_table(
+            "knowledge_chunks",
+            records=chunk_rows,
+            columns=[
+                "id",
+                "tenant_id",
+                "knowledge_base_id",
+                "document_id",
+                "ordinal",
+                "text",
+                "embed_text",
+                "heading_path",
+                "content_hash",
+                "token_count",
+                "tsv",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "knowledge_chunk_embeddings",
+            records=embedding_rows,
+            columns=["id", "chunk_id", "model", "knowledge_base_id", "tenant_id", "embedding"],
+        )
+        loaded += len(embedding_rows)
+        print(f"  loaded {loaded:,} chunks ({time.perf_counter() - copy_started:.0f} s)", end="\r")
+    print()
+    await conn.execute("RESET session_replication_role")
+    timings["copy_s"] = time.perf_counter() - copy_started
+    vacuum_started = time.perf_counter()
+    for table in ("knowledge_chunks", "knowledge_chunk_embeddings", "knowledge_documents"):
+        await conn.execute(f"VACUUM (ANALYZE) {table}")
+    await conn.execute("ANALYZE")
+    timings["vacuum_analyze_s"] = time.perf_counter() - vacuum_started
+    return timings
+
+
+async def hnsw_index_definition(conn: asyncpg.Connection) -> tuple[str, str]:
+    """The name and CREATE INDEX statement of the model's HNSW index, as the migration made it."""
+    row = await conn.fetchrow(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+        "'knowledge_chunk_embeddings' AND indexdef ILIKE '%USING hnsw%' AND indexdef LIKE $1",
+        f"%{MODEL}%",
+    )
+    if row is None:
+        raise RuntimeError(f"the migration made no HNSW index for {MODEL}")
+    return str(row["indexname"]), str(row["indexdef"])
+
+
+def _rss_kib(pid: int) -> dict[str, int]:
+    """Resident memory of a process from /proc (KiB): total, anonymous, and shared memory."""
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssShmem", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    except OSError:
+        return {}
+    return fields
+
+
+async def build_index(
+    admin: str, definition: str, maintenance_work_mem: str, workers: int
+) -> dict[str, Any]:
+    """Run the index's CREATE INDEX, sampling the builders' memory; returns what was seen."""
+    conn = await _connect(admin)
+    monitor = await _connect(admin)
+    notices: list[str] = []
+    conn.add_log_listener(lambda _c, message: notices.append(str(message)))
+    try:
+        await conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+        await conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
+        leader = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        local = Path(f"/proc/{leader}").exists()
+        peak = {"rss_kib": 0, "anon_kib": 0}
+        processes: set[int] = set()
+
+        async def sample() -> None:
+            while True:
+                pids = [leader] + [
+                    int(r["pid"])
+                    for r in await monitor.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE leader_pid = $1 AND pid <> $1",
+                        leader,
+                    )
+                ]
+                processes.update(pids)
+                stats = [_rss_kib(pid) for pid in pids]
+                peak["rss_kib"] = max(peak["rss_kib"], sum(s.get("VmRSS", 0) for s in stats))
+                peak["anon_kib"] = max(peak["anon_kib"], sum(s.get("RssAnon", 0) for s in stats))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        await conn.execute(definition)
+        seconds = time.perf_counter() - started
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        hwm = _rss_kib(leader).get("VmHWM", 0)
+    finally:
+        await conn.close()
+        await monitor.close()
+    return {
+        "build_s": seconds,
+        "maintenance_work_mem": maintenance_work_mem,
+        "max_parallel_maintenance_workers": workers,
+        "builder_processes": len(processes),
+        "server_memory_measured": local,
+        "peak_rss_mib_all_builders": round(peak["rss_kib"] / 1024, 1) if local else None,
+        "peak_anon_mib_all_builders": round(peak["anon_kib"] / 1024, 1) if local else None,
+        "leader_peak_rss_mib": round(hwm / 1024, 1) if local else None,
+        "notices": notices,
+    }
+
+
+# Queries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    number: int
+    tenant: int
+    tenant_id: uuid.UUID
+    kb_id: uuid.UUID
+    vector: list[float]
+
+
+@dataclass(frozen=True)
+class Answer:
+    number: int
+    latency_ms: float
+    how: str
+    chunk_ids: list[str]
+
+
+def make_queries(
+    plans: list[TenantPlan], seed: int, count: int, traffic: str, kind: str, salt: int
+) -> list[Query]:
+    rng = np.random.default_rng([seed, 4, salt])
+    sizes = np.array([p.chunks for p in plans], dtype=np.float64)
+    weights = sizes / sizes.sum() if traffic == "size" else np.full(len(plans), 1.0 / len(plans))
+    chosen = rng.choice(len(plans), size=count, p=weights)
+    topics: dict[int, Matrix] = {}
+    queries = []
+    for number, index in enumerate(chosen):
+        plan = plans[int(index)]
+        if kind == "random":
+            vector = _unit_rows(rng.standard_normal((1, DIMENSION), dtype=np.float32))[0]
+        else:
+            if plan.index not in topics:
+                topics[plan.index] = tenant_topics(seed, plan)
+            document = int(rng.integers(0, plan.documents))
+            stored = document_vectors(seed, plan, topics[plan.index], document)
+            base = stored[int(rng.integers(0, len(stored)))]
+            noise = rng.standard_normal(DIMENSION, dtype=np.float32)
+            noise *= np.float32(QUERY_NOISE / math.sqrt(DIMENSION))
+            vector = _unit_rows((base + noise)[None, :])[0]
+        queries.append(
+            Query(number, plan.index, plan.tenant_id, plan.kb_id, [float(x) for x in vector])
+        )
+    return queries
+
+
+async def _client_loop(
+    queries: list[Query], warmup: list[Query], tasks: int, limit: int, barrier: Barrier
+) -> tuple[list[Answer], float, float, float]:
+    from backend.db import get_engine, unit_of_work
+    from backend.knowledge.retrieval import vector_search
+    from backend.models import KnowledgeBase
+
+    kbs: dict[uuid.UUID, KnowledgeBase] = {}
+
+    def kb_of(query: Query) -> KnowledgeBase:
+        kb = kbs.get(query.kb_id)
+        if kb is None:
+            kb = KnowledgeBase(
+                id=query.kb_id,
+                tenant_id=query.tenant_id,
+                embedding_model=MODEL,
+                embedding_dimension=DIMENSION,
+            )
+            kbs[query.kb_id] = kb
+        return kb
+
+    async def run(pending: list[Query], answers: list[Answer]) -> None:
+        while pending:
+            query = pending.pop()
+            started = time.perf_counter()
+            async with unit_of_work(tenant_id=query.tenant_id) as session:
+                rows, how = await vector_search(session, kb_of(query), query.vector, limit)
+            elapsed = (time.perf_counter() - started) * 1000
+            answers.append(Answer(query.number, elapsed, how, [str(r[0]) for r in rows]))
+
+    warm: list[Answer] = []
+    await asyncio.gather(*(run(warmup, warm) for _ in range(tasks)))
+    await asyncio.to_thread(barrier.wait)
+    answers: list[Answer] = []
+    pending = list(reversed(queries))
+    cpu = time.process_time()
+    began = time.time()
+    await asyncio.gather(*(run(pending, answers) for _ in range(tasks)))
+    ended = time.time()
+    cpu = time.process_time() - cpu
+    await get_engine().dispose()
+    return answers, began, ended, cpu
+
+
+def client_process(
+    queries: list[Query],
+    warmup: list[Query],
+    tasks: int,
+    limit: int,
+    barrier: Barrier,
+    results: Any,
+) -> None:
+    """One client process: `tasks` concurrent asyncio clients sharing its connection pool."""
+    results.put(asyncio.run(_client_loop(queries, warmup, tasks, limit, barrier)))
+
+
+@dataclass
+class Run:
+    answers: list[Answer]
+    wall_s: float
+    client_cpu_s: float  # CPU time of the client processes while they ran the queries
+    machine_busy: float | None  # the whole machine's CPU use in the same time, 0..1
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def run_clients(
+    queries: list[Query], warmup: list[Query], clients: int, processes: int, limit: int
+) -> Run:
+    """Spread `clients` over `processes` and run every query once."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes + 1)
+    results = context.Queue()
+    per_process = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    workers = []
+    for i in range(processes):
+        mine = queries[i::processes]
+        warm = warmup[i::processes]
+        workers.append(
+            context.Process(
+                target=client_process,
+                args=(mine, warm, per_process[i], limit, barrier, results),
+            )
+        )
+    for worker in workers:
+        worker.start()
+    barrier.wait()  # the clients have warmed up and start now
+    before = _cpu_jiffies()
+    collected: list[tuple[list[Answer], float, float, float]] = [results.get() for _ in workers]
+    after = _cpu_jiffies()
+    busy = None
+    if before is not None and after is not None and after[1] > before[1]:
+        busy = (after[0] - before[0]) / (after[1] - before[1])
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise RuntimeError(f"a client process failed with exit code {worker.exitcode}")
+    answers = [a for part in collected for a in part[0]]
+    wall = max(part[2] for part in collected) - min(part[1] for part in collected)
+    return Run(answers, wall, sum(part[3] for part in collected), busy)
+
+
+async def exact_answers(
+    admin: str, queries: Sequence[Query], k: int, connections: int
+) -> dict[int, list[str]]:
+    """The exact top-k per query: the same filter as the app's search, no index on the order."""
+    pending = list(queries)
+    truth: dict[int, list[str]] = {}
+
+    async def worker() -> None:
+        conn = await asyncpg.connect(_plain(admin))
+        try:
+            while pending:
+                query = pending.pop()
+                literal = "[" + ",".join(f"{x:.7g}" for x in query.vector) + "]"
+                rows = await conn.fetch(
+                    "SELECT chunk_id FROM knowledge_chunk_embeddings "
+                    "WHERE knowledge_base_id = $1 AND model = $2 "
+                    "ORDER BY embedding <=> $3::text::vector LIMIT $4",
+                    query.kb_id,
+                    MODEL,
+                    literal,
+                    k,
+                )
+                truth[query.number] = [str(r["chunk_id"]) for r in rows]
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return truth
+
+
+async def explain_plans(app: str, plans: list[TenantPlan], exact_max: int) -> dict[str, str]:
+    """EXPLAIN ANALYZE of the app's statements, as the app role, for the largest tenant and the
+    largest one searched exactly."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_async_engine(app, poolclass=NullPool)
+    out: dict[str, str] = {}
+    rng = np.random.default_rng(7)
+    literal = (
+        "["
+        + ",".join(
+            f"{x:.7g}" for x in _unit_rows(rng.standard_normal((1, DIMENSION), dtype=np.float32))[0]
+        )
+        + "]"
+    )
+    biggest = plans[0]
+    exact = next((p for p in plans if p.chunks <= exact_max), plans[-1])
+    statements = {
+        "size_check": (
+            biggest,
+            "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
+            "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped",
+        ),
+        "hnsw": (
+            biggest,
+            "SELECT chunk_id, 1 - ((embedding::vector(384)) <=> CAST(:q AS vector(384))) "
+            "AS similarity FROM knowledge_chunk_embeddings "
+            "WHERE model = :model AND knowledge_base_id = :kb "
+            "ORDER BY (embedding::vector(384)) <=> CAST(:q AS vector(384)) LIMIT :n",
+        ),
+        "exact": (
+            exact,
+            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) AS similarity "
+            "FROM knowledge_chunk_embeddings WHERE knowledge_base_id = :kb AND model = :model "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n",
+        ),
+    }
+    try:
+        for name, (plan, sql) in statements.items():
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(plan.tenant_id)}
+                )
+                await connection.execute(text("SET LOCAL hnsw.ef_search = 100"))
+                await connection.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+                rows = await connection.execute(
+                    text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"),
+                    {
+                        "kb": plan.kb_id,
+                        "model": MODEL,
+                        "cap": exact_max + 1,
+                        "q": literal,
+                        "n": 40,
+                    },
+                )
+                out[f"{name} (tenant of {plan.chunks:,} chunks)"] = "\n".join(r[0] for r in rows)
+    finally:
+        await engine.dispose()
+    return out
+
+
+# Reporting --------------------------------------------------------------------------------
+
+
+def _percentile(ordered: Sequence[float], pct: float) -> float:
+    rank = math.ceil(pct / 100 * len(ordered))
+    return float(ordered[min(max(rank, 1), len(ordered)) - 1])
+
+
+def latency(values: Sequence[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"queries": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "queries": len(ordered),
+        "p50_ms": round(_percentile(ordered, 50), 2),
+        "p95_ms": round(_percentile(ordered, 95), 2),
+        "p99_ms": round(_percentile(ordered, 99), 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def summarize(
+    run: Run,
+    queries: list[Query],
+    truth: dict[int, list[str]],
+    plans: list[TenantPlan],
+    exact_max: int,
+    top_k: int,
+    limit: int,
+) -> dict[str, Any]:
+    by_number = {q.number: q for q in queries}
+    recalls: dict[str, list[float]] = {"all": [], "hnsw": [], "exact": []}
+    short_k = short_limit = fallbacks = 0
+    by_path: dict[str, list[float]] = {"hnsw": [], "exact": []}
+    for answer in run.answers:
+        size = plans[by_number[answer.number].tenant].chunks
+        by_path[answer.how].append(answer.latency_ms)
+        if size > exact_max and answer.how == "exact":
+            fallbacks += 1
+        if len(answer.chunk_ids) < min(top_k, size):
+            short_k += 1
+        if len(answer.chunk_ids) < min(limit, size):
+            short_limit += 1
+        expected = truth.get(answer.number)
+        if expected is None:
+            continue
+        found = set(answer.chunk_ids[:top_k])
+        recall = len(found.intersection(expected)) / max(1, min(top_k, len(expected)))
+        recalls["all"].append(recall)
+        recalls[answer.how].append(recall)
+    return {
+        **latency([a.latency_ms for a in run.answers]),
+        "wall_s": round(run.wall_s, 2),
+        "qps": round(len(run.answers) / run.wall_s, 1) if run.wall_s > 0 else None,
+        "client_cpu_cores": round(run.client_cpu_s / run.wall_s, 2) if run.wall_s > 0 else None,
+        "machine_cpu_busy": round(run.machine_busy, 2) if run.machine_busy is not None else None,
+        "by_path": {path: latency(values) for path, values in by_path.items()},
+        "recall_at_10": {
+            path: (round(sum(v) / len(v), 4) if v else None) for path, v in recalls.items()
+        },
+        "recall_at_10_min_hnsw": round(min(recalls["hnsw"]), 2) if recalls["hnsw"] else None,
+        "queries_compared": len(recalls["all"]),
+        "short_lists_top10": short_k,
+        "short_lists_limit": short_limit,
+        "hnsw_fallbacks_to_exact": fallbacks,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        memory = round(int(first.split()[1]) / 1024 / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": memory,
+        "python": platform.python_version(),
+    }
+
+
+async def server_info(admin: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(_plain(admin))
+    try:
+        return {
+            "postgresql": await conn.fetchval("SHOW server_version"),
+            "pgvector": await conn.fetchval(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ),
+            "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
+            "jit": await conn.fetchval("SHOW jit"),
+        }
+    finally:
+        await conn.close()
+
+
+def _ms(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else "-"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    b = result["index"]
+    load = result["load"]
+    print()
+    print(f"Retrieval at scale: {result['chunks']:,} chunks, {result['tenants']:,} tenants")
+    print(
+        f"  tenants hold {result['smallest_tenant']:,} to {result['largest_tenant']:,} chunks; "
+        f"{result['hnsw_tenants']} hold more than {result['exact_search_max_chunks']:,} "
+        f"({result['hnsw_tenant_chunks']:,} chunks, searched with HNSW), the rest exactly"
+    )
+    print(f"  load: COPY {load['copy_s']:.1f} s, VACUUM + ANALYZE {load['vacuum_analyze_s']:.1f} s")
+    print(
+        f"  HNSW build: {b['build_s']:.1f} s; index {b['index_mib']:,.0f} MiB, table "
+        f"{b['table_mib']:,.0f} MiB; builders' peak RSS {b['peak_rss_mib_all_builders']} MiB"
+    )
+    print()
+    header = f"  {'run':<26}{'path':<7}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+    print(header)
+    for name, key in (("concurrent", "search"), ("serial (1 client)", "serial")):
+        s = result.get(key)
+        if not s:
+            continue
+        rows = [("all", s), *s["by_path"].items()]
+        for path, row in rows:
+            print(
+                f"  {name:<26}{path:<7}{row['queries']:>8}{_ms(row['p50_ms']):>9}"
+                f"{_ms(row['p95_ms']):>9}{_ms(row['p99_ms']):>9}"
+            )
+    s = result["search"]
+    print()
+    print(
+        f"  concurrent: {result['clients']} clients in {result['processes']} processes, "
+        f"{s['qps']} queries/s; client processes used {s['client_cpu_cores']} cores, "
+        f"the machine was {s['machine_cpu_busy']} busy"
+    )
+    r = s["recall_at_10"]
+    print(f"  recall@10: all {r['all']}, HNSW queries {r['hnsw']}, exact queries {r['exact']}")
+    print(
+        f"  short lists: {s['short_lists_top10']} below 10, {s['short_lists_limit']} below "
+        f"the {result['limit']} asked for; HNSW fallbacks to exact: {s['hnsw_fallbacks_to_exact']}"
+    )
+    print()
+    for goal, verdict in result["verdicts"].items():
+        print(f"  {goal}: {verdict}")
+
+
+def _short_plan(plan: str) -> str:
+    return re.sub(r"'\[[-0-9.e,]+\]'", "'[...]'", plan)
+
+
+# Main -------------------------------------------------------------------------------------
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument("--chunks", type=int, default=250_000)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of tenant sizes")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--queries", type=int, default=4000)
+    parser.add_argument("--serial-queries", type=int, default=500, help="1 client; 0 skips")
+    parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--traffic", choices=("size", "uniform"), default="size")
+    parser.add_argument("--query-kind", choices=("perturbed", "random"), default="perturbed")
+    parser.add_argument("--maintenance-work-mem", default="4GB")
+    parser.add_argument("--build-workers", type=int, default=1, help="parallel index workers")
+    parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args(argv)
+
+    admin_server = _admin_server_url()
+    admin, app = _urls(admin_server)
+    os.environ.update(
+        {
+            "PARLEY_DATABASE_URL": app,
+            "PARLEY_DATABASE_ADMIN_URL": admin,
+            "PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-bench-scale-"),
+            "PARLEY_LOG_LEVEL": "WARNING",
+            "PARLEY_DATABASE_POOL_SIZE": str(max(1, math.ceil(args.clients / args.processes))),
+        }
+    )
+    from backend.config import get_settings
+
+    exact_max = get_settings().exact_search_max_chunks
+    limit = max(args.top_k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
+    plans = plan_tenants(args.chunks, args.tenants, args.zipf)
+    print(f"Preparing {DB_NAME} ...")
+    await _prepare(admin_server, admin, app)
+    try:
+        conn = await _connect(admin)
+        try:
+            index_name, definition = await hnsw_index_definition(conn)
+            await conn.execute(f"DROP INDEX {index_name}")
+            load_started = time.perf_counter()
+            print(f"Loading {args.chunks:,} chunks for {args.tenants:,} tenants with COPY ...")
+            timings = await load(conn, plans, args.seed)
+            timings["total_s"] = time.perf_counter() - load_started
+        finally:
+            await conn.close()
+        print(f"Building the HNSW index: {definition}")
+        index = await build_index(admin, definition, args.maintenance_work_mem, args.build_workers)
+        print(f"  {index['build_s']:.1f} s")
+        conn = await _connect(admin)
+        try:
+            index["index_mib"] = (
+                int(await conn.fetchval("SELECT pg_relation_size($1::regclass)", index_name))
+                / 2**20
+            )
+            index["table_mib"] = (
+                int(await conn.fetchval("SELECT pg_table_size('knowledge_chunk_embeddings')"))
+                / 2**20
+            )
+            await conn.execute("ANALYZE knowledge_chunk_embeddings")
+        finally:
+            await conn.close()
+        plans_text = await explain_plans(app, plans, exact_max) if args.explain else {}
+        for name, plan_text in plans_text.items():
+            print(f"\nEXPLAIN ANALYZE, {name}:\n{_short_plan(plan_text)}")
+        queries = make_queries(plans, args.seed, args.queries, args.traffic, args.query_kind, 1)
+        warmup = make_queries(plans, args.seed, args.warmup, args.traffic, args.query_kind, 2)
+        print(f"Running {len(queries):,} queries from {args.clients} clients ...")
+        concurrent = run_clients(queries, warmup, args.clients, args.processes, limit)
+        serial_run = None
+        if args.serial_queries > 0:
+            serial = make_queries(
+                plans, args.seed, args.serial_queries, args.traffic, args.query_kind, 3
+            )
+            print(f"Running {len(serial):,} queries from 1 client ...")
+            serial_run = run_clients(serial, warmup[:50], 1, 1, limit)
+        print("Computing exact answers for recall ...")
+        truth_started = time.perf_counter()
+        truth = await exact_answers(admin, queries, args.top_k, 2)
+        truth_s = time.perf_counter() - truth_started
+        search = summarize(concurrent, queries, truth, plans, exact_max, args.top_k, limit)
+        serial_summary = (
+            summarize(serial_run, serial, {}, plans, exact_max, args.top_k, limit)
+            if serial_run is not None and args.serial_queries > 0
+            else None
+        )
+        info = await server_info(admin)
+    finally:
+        if not args.keep:
+            await _drop_database(admin_server)
+    sizes = [p.chunks for p in plans]
+    hnsw_recall = search["recall_at_10"]["hnsw"]
+    all_recall = search["recall_at_10"]["all"]
+    no_short = search["short_lists_top10"] == 0 and search["short_lists_limit"] == 0
+    verdicts = {
+        "p95 <= 15 ms (8 clients)": (
+            f"{'PASS' if search['p95_ms'] <= 15 else 'FAIL'} ({search['p95_ms']} ms)"
+        ),
+        "recall@10 >= 0.95, HNSW queries": (
+            "n/a (no HNSW queries)"
+            if hnsw_recall is None
+            else f"{'PASS' if hnsw_recall >= 0.95 else 'FAIL'} ({hnsw_recall})"
+        ),
+        "recall@10 >= 0.95, all queries": (
+            f"{'PASS' if (all_recall or 0) >= 0.95 else 'FAIL'} ({all_recall})"
+        ),
+        "zero short result lists": (
+            f"{'PASS' if no_short else 'FAIL'} "
+            f"({search['short_lists_top10']} below 10, {search['short_lists_limit']} below {limit})"
+        ),
+    }
+    result = {
+        "benchmark": "retrieval_scale",
+        "chunks": args.chunks,
+        "tenants": args.tenants,
+        "zipf_exponent": args.zipf,
+        "largest_tenant": max(sizes),
+        "smallest_tenant": min(sizes),
+        "exact_search_max_chunks": exact_max,
+        "hnsw_tenants": sum(1 for s in sizes if s > exact_max),
+        "hnsw_tenant_chunks": sum(s for s in sizes if s > exact_max),
+        "vectors": "synthetic (topic + Gaussian noise, normalized)",
+        "query_kind": args.query_kind,
+        "traffic": args.traffic,
+        "clients": args.clients,
+        "processes": args.processes,
+        "limit": limit,
+        "top_k": args.top_k,
+        "load": {k: round(v, 1) for k, v in timings.items()},
+        "index": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in index.items()},
+        "search": search,
+        "serial": serial_summary,
+        "exact_answers_s": round(truth_s, 1),
+        "machine": machine(),
+        "server": info,
+        "verdicts": verdicts,
+    }
+    print_table(result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
