@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     exact_search_max_chunks: int = Field(default=20_000, ge=0)
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
     ingest_job_timeout_seconds: int = Field(default=300, ge=10)
+    # Fernet keys (comma-separated, newest first) that encrypt tenants' own provider keys.
+    encryption_keys: SecretStr | None = None
 
     @property
     def resolved_storage_dir(self) -> Path:

@@ -17,6 +17,7 @@ from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
 from backend.jobs import close_arq_pool
 from backend.knowledge.endpoints import router as knowledge_router
+from backend.knowledge.endpoints import settings_router as embedding_settings_router
 from backend.knowledge.endpoints import upload_body_limit
 from backend.logging import configure_logging
 from backend.middleware import (
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
         api_keys_router,
         audit_router,
         knowledge_router,
+        embedding_settings_router,
     ):
         app.include_router(router)
     # Added last = outermost: request context wraps the size limit, which wraps the transaction.

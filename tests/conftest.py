@@ -59,6 +59,8 @@ os.environ.update(
         "PARLEY_LOG_JSON": "false",
         "PARLEY_LOG_LEVEL": "INFO",
         "PARLEY_DATA_DIR": tempfile.mkdtemp(prefix="parley-test-data-"),
+        # A fixed test key; production keys come from the operator.
+        "PARLEY_ENCRYPTION_KEYS": "q4ObxzOb5hYAlHzq8X8Vtu6Qc1eS2hN2o7oYxQBY_dY=",
     }
 )
 

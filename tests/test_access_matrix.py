@@ -244,6 +244,14 @@ CASES: dict[tuple[str, str], Case] = {
     ("DELETE", _KB + "/{kb_id}/documents/{document_id}"): Case(
         Access.tenant, 204, Permission.knowledge_write
     ),
+    ("GET", "/api/v1/embedding-settings"): Case(Access.tenant, 200, Permission.tenant_manage),
+    ("PUT", "/api/v1/embedding-settings"): Case(
+        Access.tenant,
+        200,
+        Permission.tenant_manage,
+        _json(lambda: {"openai_base_url": "https://embeddings.example.com/v1"}),
+    ),
+    ("DELETE", "/api/v1/embedding-settings"): Case(Access.tenant, 204, Permission.tenant_manage),
     ("POST", _KB + "/{kb_id}/search"): Case(
         Access.tenant, 200, Permission.knowledge_read, _json(lambda: {"query": "hello"})
     ),

@@ -108,6 +108,12 @@ async def _add_knowledge(http: AsyncClient, workspace: Workspace, jobs: list[Pen
     """A knowledge base with an ingested text (chunks and embeddings) and two URL sources, one
     on a re-sync schedule. Their fetch jobs are dropped: nothing here needs the pages."""
     kb_id = await create_kb(http, workspace.owner)
+    own_endpoint = await http.put(
+        "/api/v1/embedding-settings",
+        json={"openai_base_url": "https://embeddings.example.com/v1", "openai_api_key": "sk-own"},
+        headers=workspace.owner.headers(),
+    )
+    assert own_endpoint.status_code == 200, own_endpoint.text
     await add_text(http, workspace.owner, kb_id, "Parley keeps each workspace apart.")
     await run_jobs(jobs)
     for interval in (60, None):
@@ -160,6 +166,8 @@ async def _copy_for(conn: Any, table: str, source: dict[str, Any], tenant_id: uu
         row[column] = uuid.uuid4().hex
     if table == "knowledge_documents" and row.get("url"):  # unique per (source, url)
         row["url"] = f"https://example.com/{uuid.uuid4().hex}"
+    if table == "tenant_embedding_settings":  # one row per tenant
+        await conn.execute(f"DELETE FROM {table} WHERE {TENANT_COLUMN} = $1", tenant_id)  # noqa: S608
     if table == "knowledge_chunk_embeddings":  # unique per (chunk, model)
         row["model"] = f"copy:{uuid.uuid4().hex}"
     if table == "knowledge_source_schedules":  # one schedule per source

@@ -22,7 +22,7 @@ from backend.kit.pagination import (
 )
 from backend.knowledge import schemas, service
 from backend.knowledge.retrieval import SearchFailed, search
-from backend.models import Document, DocumentStatus, KnowledgeBase, Source
+from backend.models import Document, DocumentStatus, KnowledgeBase, Source, TenantEmbeddingSettings
 from backend.tenancy.context import TenantContext, require
 from backend.tenancy.permissions import Permission
 
@@ -290,3 +290,38 @@ async def search_knowledge_base(
 def upload_body_limit() -> tuple[re.Pattern[str], int]:
     """The body limit of the upload endpoint, for the body-size middleware."""
     return UPLOAD_PATH, get_settings().upload_max_bytes + MULTIPART_OVERHEAD
+
+
+settings_router = APIRouter(prefix="/api/v1/embedding-settings", tags=["knowledge"])
+Manage = Annotated[TenantContext, Depends(require(Permission.tenant_manage))]
+
+
+def _settings_read(row: TenantEmbeddingSettings | None) -> schemas.EmbeddingSettingsRead:
+    return schemas.EmbeddingSettingsRead(
+        openai_base_url=row.openai_base_url if row else None,
+        has_openai_api_key=bool(row and row.openai_api_key_encrypted),
+        openai_api_key_hint=row.openai_api_key_hint if row else None,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+@settings_router.get("", response_model=schemas.EmbeddingSettingsRead)
+async def get_embedding_settings(ctx: Manage, session: SessionDep) -> schemas.EmbeddingSettingsRead:
+    """The workspace's own OpenAI-compatible endpoint for `openai:` embedding models (the key
+    itself is never shown)."""
+    return _settings_read(await service.get_embedding_settings(session, ctx))
+
+
+@settings_router.put("", response_model=schemas.EmbeddingSettingsRead)
+async def set_embedding_settings(
+    body: schemas.EmbeddingSettingsUpdate, ctx: Manage, session: SessionDep
+) -> schemas.EmbeddingSettingsRead:
+    """Use the workspace's own endpoint and key instead of the platform's. The key is stored
+    encrypted; leave it out to keep the stored one."""
+    return _settings_read(await service.set_embedding_settings(session, ctx, body))
+
+
+@settings_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
+async def clear_embedding_settings(ctx: Manage, session: SessionDep) -> None:
+    """Go back to the platform's endpoint and key."""
+    await service.clear_embedding_settings(session, ctx)

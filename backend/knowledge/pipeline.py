@@ -29,7 +29,7 @@ from backend.knowledge.chunking import chunk_document
 from backend.knowledge.embeddings import EmbeddingError, EmbeddingProvider
 from backend.knowledge.fetching import FetchError, fetch
 from backend.knowledge.parsing import ParseError, parse_document
-from backend.knowledge.providers import provider_for
+from backend.knowledge.providers import OpenAIEndpoint, embed_texts, endpoint_for, provider_for
 from backend.knowledge.service import get_storage, original_key, plan_limits
 from backend.models import (
     Chunk,
@@ -144,6 +144,7 @@ class _Started:
     last_modified: str | None
     content_hash: str | None
     has_chunks: bool
+    endpoints: dict[str, OpenAIEndpoint | None]
 
 
 async def _start(job: _Job) -> _Started | None:
@@ -180,6 +181,11 @@ async def _start(job: _Job) -> _Started | None:
             last_modified=document.last_modified,
             content_hash=document.content_hash,
             has_chunks=bool(has_chunks),
+            endpoints={
+                model: await endpoint_for(session, job.tenant_id, model)
+                for model in (kb.embedding_model, kb.pending_embedding_model)
+                if model
+            },
         )
 
 
@@ -198,7 +204,8 @@ async def _run(job: _Job, started: _Started) -> str:
     models = [started.model] + ([started.pending_model] if started.pending_model else [])
     for start in range(0, len(to_embed), EMBED_BATCH):
         batch = to_embed[start : start + EMBED_BATCH]
-        vectors = {model: await _embed(model, [c.embed_text for c in batch]) for model in models}
+        texts = [c.embed_text for c in batch]
+        vectors = {m: await _embed(m, texts, started.endpoints.get(m)) for m in models}
         if not await _write_batch(job, started, batch, vectors):
             return "skipped: a newer version was queued while processing"
     await _finalize(job, planned)
@@ -345,10 +352,11 @@ async def _set_progress(job: _Job, *, total: int, done: int) -> None:
         )
 
 
-async def _embed(model: str, texts: list[str]) -> list[list[float]]:
-    provider = provider_for(model)
+async def _embed(
+    model: str, texts: list[str], endpoint: OpenAIEndpoint | None
+) -> list[list[float]]:
     try:
-        vectors: list[list[float]] = await provider.embed(texts)
+        vectors: list[list[float]] = await embed_texts(model, texts, endpoint)
     except EmbeddingError as exc:
         if exc.retryable:
             raise  # ingest_document asks for a retry later

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.config import get_settings
 from backend.knowledge.embeddings import EmbeddingError
-from backend.knowledge.providers import provider_for
+from backend.knowledge.providers import OpenAIEndpoint, embed_texts, endpoint_for
 from backend.knowledge.schemas import Citation, SearchHit, SearchMode, SearchResponse
 from backend.models import KnowledgeBase
 
@@ -61,7 +61,8 @@ async def search(
 ) -> SearchResponse:
     started = time.perf_counter()
     limit = max(top_k * CANDIDATES_PER_RESULT, 20)
-    vector = await _embed_query(kb.embedding_model, query)
+    endpoint = await endpoint_for(session, kb.tenant_id, kb.embedding_model)
+    vector = await _embed_query(kb.embedding_model, query, endpoint)
     candidates: dict[uuid.UUID, _Candidate] = {}
     how: Literal["exact", "hnsw"] = "exact"
     if mode in (SearchMode.hybrid, SearchMode.vector):
@@ -82,9 +83,9 @@ async def search(
     )
 
 
-async def _embed_query(model: str, query: str) -> list[float]:
+async def _embed_query(model: str, query: str, endpoint: OpenAIEndpoint | None) -> list[float]:
     try:
-        return (await provider_for(model).embed([query]))[0]
+        return (await embed_texts(model, [query], endpoint))[0]
     except EmbeddingError as exc:
         raise SearchFailed(exc.reason) from exc
 

@@ -213,3 +213,21 @@ class SearchResponse(BaseModel):
     embedding_model: str
     search: Literal["exact", "hnsw"]
     took_ms: float
+
+
+class EmbeddingSettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    openai_base_url: HttpUrl | None = Field(
+        default=None, description="The workspace's OpenAI-compatible server; null for OpenAI's"
+    )
+    openai_api_key: PlainText | None = Field(
+        default=None, min_length=1, max_length=500, description="Stored encrypted; never shown"
+    )
+
+
+class EmbeddingSettingsRead(BaseModel):
+    openai_base_url: str | None
+    has_openai_api_key: bool
+    openai_api_key_hint: str | None = Field(description="The key's last 4 characters")
+    updated_at: datetime | None

@@ -19,6 +19,7 @@ from backend.audit.service import record
 from backend.config import PlanLimits, get_settings
 from backend.errors import AppError, BadRequest, NotFound, ValidationFailed
 from backend.jobs import enqueue
+from backend.kit.crypto import encrypt
 from backend.knowledge import schemas
 from backend.knowledge.embeddings import EmbeddingError
 from backend.knowledge.providers import provider_for
@@ -33,6 +34,7 @@ from backend.models import (
     SourceKind,
     SourceSchedule,
     Tenant,
+    TenantEmbeddingSettings,
 )
 from backend.tenancy.context import TenantContext
 
@@ -531,3 +533,45 @@ async def delete_document(
 def _delete_originals_later(ctx: TenantContext, keys: list[str]) -> None:
     if keys:
         enqueue("delete_originals", str(ctx.tenant_id), keys)
+
+
+# The workspace's own embedding endpoint ------------------------------------------------------
+
+
+async def get_embedding_settings(
+    session: AsyncSession, ctx: TenantContext
+) -> TenantEmbeddingSettings | None:
+    found: TenantEmbeddingSettings | None = await session.scalar(
+        select(TenantEmbeddingSettings).where(TenantEmbeddingSettings.tenant_id == ctx.tenant_id)
+    )
+    return found
+
+
+async def set_embedding_settings(
+    session: AsyncSession, ctx: TenantContext, body: schemas.EmbeddingSettingsUpdate
+) -> TenantEmbeddingSettings:
+    row = await get_embedding_settings(session, ctx)
+    if row is None:
+        row = TenantEmbeddingSettings(tenant_id=ctx.tenant_id)
+        session.add(row)
+    row.openai_base_url = str(body.openai_base_url) if body.openai_base_url else None
+    if body.openai_api_key is not None:
+        row.openai_api_key_encrypted = encrypt(body.openai_api_key)
+        row.openai_api_key_hint = body.openai_api_key[-4:]
+    await session.flush()
+    await record(
+        session,
+        ctx,
+        "embedding_settings.updated",
+        "embedding_settings",
+        row.id,
+        {"openai_base_url": row.openai_base_url, "key_changed": body.openai_api_key is not None},
+    )
+    return row
+
+
+async def clear_embedding_settings(session: AsyncSession, ctx: TenantContext) -> None:
+    row = await get_embedding_settings(session, ctx)
+    if row is not None:
+        await session.delete(row)
+        await record(session, ctx, "embedding_settings.cleared", "embedding_settings", row.id)

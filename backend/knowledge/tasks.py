@@ -17,7 +17,7 @@ from backend.config import get_settings
 from backend.db import unit_of_work
 from backend.knowledge import pipeline, service
 from backend.knowledge.fetching import FetchError, crawl, discover_sitemap_urls
-from backend.knowledge.providers import provider_for
+from backend.knowledge.providers import embed_texts, endpoint_for, provider_for
 from backend.models import (
     Chunk,
     ChunkEmbedding,
@@ -226,7 +226,8 @@ async def reembed_knowledge_base(
     its short timeout instead of blocking the knowledge base for hours.
     """
     tenant = _ctx(tenant_id)
-    provider = provider_for(model)
+    async with unit_of_work(tenant_id=tenant.tenant_id) as session:
+        endpoint = await endpoint_for(session, tenant.tenant_id, model)
     # Half the job's time limit, then hand over to a continuation.
     deadline = time.monotonic() + get_settings().ingest_job_timeout_seconds / 2
     while True:
@@ -264,7 +265,7 @@ async def reembed_knowledge_base(
             )
             if not rows:
                 return await _switch_model(session, kb, model)
-        vectors = await provider.embed([t for _, t in rows])
+        vectors = await embed_texts(model, [t for _, t in rows], endpoint)
         async with unit_of_work(tenant_id=tenant.tenant_id) as session:
             await session.execute(
                 text(

@@ -13,6 +13,7 @@ from backend.models.knowledge import (
     Source,
     SourceKind,
     SourceSchedule,
+    TenantEmbeddingSettings,
 )
 from backend.models.tenancy import Invitation, Membership, Role, Tenant
 
@@ -33,5 +34,6 @@ __all__ = [
     "SourceKind",
     "SourceSchedule",
     "Tenant",
+    "TenantEmbeddingSettings",
     "User",
 ]

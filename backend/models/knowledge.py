@@ -175,3 +175,17 @@ class ChunkEmbedding(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
     )
     # No fixed dimension: models differ. HNSW indexes are per model, on a cast expression.
     embedding: Mapped[Any] = mapped_column(Vector())
+
+
+class TenantEmbeddingSettings(IdMixin, TenantOwnedMixin, CreatedAtMixin, UpdatedAtMixin, Base):
+    """A workspace's own OpenAI-compatible endpoint and key for `openai:` embedding models.
+
+    The key is stored encrypted (backend/kit/crypto.py); without a row the platform's apply.
+    """
+
+    __tablename__ = "tenant_embedding_settings"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    openai_base_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    openai_api_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    openai_api_key_hint: Mapped[str | None] = mapped_column(String(8), nullable=True)
