@@ -320,3 +320,22 @@ async def test_a_stopped_job_leaves_the_document_failed_not_processing(
     state = await _document(client, owner, kb_id, document_id)
     assert state["status"] == "failed", state
     assert "stopped before it finished" in state["error"]
+
+
+async def test_chunk_quota_fails_the_document_with_the_numbers(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    owner = await make_workspace()
+    kb_id = await create_kb(client, owner)
+    settings = get_settings()
+    previous = settings.plans["free"]
+    settings.plans["free"] = PlanLimits(max_documents=previous.max_documents, max_chunks=2)
+    try:
+        _, document_id = await add_text(client, owner, kb_id, HANDBOOK.decode() * 3)
+        await run_jobs(recorded_jobs)
+    finally:
+        settings.plans["free"] = previous
+    state = await _document(client, owner, kb_id, document_id)
+    assert state["status"] == "failed", state
+    assert "up to 2 passages" in state["error"]
+    assert await _chunk_count(document_id, owner.tenant_id) == 0
