@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,15 +35,6 @@ Laptops are replaced every three years. Broken equipment is reported to the IT d
 | Monitor | IT desk | 300 EUR |
 | Standing desk | Facilities | 650 EUR |
 """
-
-
-@pytest.fixture
-def loopback_fetching() -> Iterator[None]:
-    settings = get_settings()
-    previous = settings.fetch_allow_loopback
-    settings.fetch_allow_loopback = True
-    yield
-    settings.fetch_allow_loopback = previous
 
 
 def _kb(kb_id: uuid.UUID) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,15 +19,6 @@ from tests.factories.knowledge import add_text, create_kb, run_jobs
 from tests.factories.tenancy import make_workspace
 from tests.knowledge.openai_standin import OpenAIStandIn
 from tests.knowledge.sites import LoopbackSite, html_page, urlset
-
-
-@pytest.fixture
-def loopback_fetching() -> Iterator[None]:
-    settings = get_settings()
-    previous = settings.fetch_allow_loopback
-    settings.fetch_allow_loopback = True
-    yield
-    settings.fetch_allow_loopback = previous
 
 
 def _kb(kb_id: uuid.UUID) -> str:
