@@ -1,6 +1,6 @@
 """Retrieval at scale: vector search over many tenants of very different sizes, under load.
 
-    python -m bench.retrieval_scale [--chunks 250000] [--tenants 1000] [--clients 8]
+    python -m bench.retrieval_scale [--chunks 1000000] [--tenants 1000] [--clients 8]
 
 What it does, in a database of its own (dropped at the end unless --keep):
 
@@ -30,6 +30,10 @@ What it does, in a database of its own (dropped at the end unless --keep):
    with the same filter, which the HNSW expression index cannot serve), for recall@10, and
    counts short result lists (fewer than 10 rows, or fewer than asked for, although the
    tenant has that many).
+5. Runs the same queries for each of `--variants` (see below): Parley as shipped, and with the
+   changes this benchmark suggests applied to the bench database or settings only; the order
+   of the variants alternates round by round. Each variant also runs `--serial-queries`
+   queries from one client, for the latency without queueing.
 
 Latency is measured per query around the whole unit of work: pool checkout, setting the
 tenant context, the size check, the search, and the commit.
@@ -550,6 +554,7 @@ async def _client_loop(
     await asyncio.gather(*(run(pending, answers) for _ in range(tasks)))
     ended = time.time()
     cpu = time.process_time() - cpu
+    await asyncio.to_thread(barrier.wait)  # all done: the parent reads the server's CPU time
     await get_engine().dispose()
     return answers, began, ended, cpu
 
@@ -572,6 +577,7 @@ class Run:
     wall_s: float
     client_cpu_s: float  # CPU time of the client processes while they ran the queries
     machine_busy: float | None  # the whole machine's CPU use in the same time, 0..1
+    server_cpu_s: float | None  # CPU time of this database's server processes in that time
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -582,6 +588,29 @@ def _cpu_jiffies() -> tuple[int, int] | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
+
+
+def _server_cpu_s() -> dict[int, float] | None:
+    """CPU seconds used so far by each server process connected to the bench database (read
+    from /proc: only when the server runs on this machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            if not command.startswith(b"postgres: ") or f" {DB_NAME} ".encode() not in command:
+                continue
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 def run_clients(
@@ -606,10 +635,16 @@ def run_clients(
         )
     for worker in workers:
         worker.start()
-    barrier.wait()  # the clients have warmed up and start now
+    barrier.wait(timeout=3600)  # the clients have warmed up and start now
     before = _cpu_jiffies()
-    collected: list[tuple[list[Answer], float, float, float]] = [results.get() for _ in workers]
+    server_before = _server_cpu_s()
+    barrier.wait(timeout=3600)  # the clients are done
     after = _cpu_jiffies()
+    server_after = _server_cpu_s()
+    collected: list[tuple[list[Answer], float, float, float]] = [results.get() for _ in workers]
+    server_cpu = None
+    if server_before is not None and server_after is not None:
+        server_cpu = sum(t - server_before.get(pid, 0.0) for pid, t in server_after.items())
     busy = None
     if before is not None and after is not None and after[1] > before[1]:
         busy = (after[0] - before[0]) / (after[1] - before[1])
@@ -619,7 +654,7 @@ def run_clients(
             raise RuntimeError(f"a client process failed with exit code {worker.exitcode}")
     answers = [a for part in collected for a in part[0]]
     wall = max(part[2] for part in collected) - min(part[1] for part in collected)
-    return Run(answers, wall, sum(part[3] for part in collected), busy)
+    return Run(answers, wall, sum(part[3] for part in collected), busy, server_cpu)
 
 
 async def exact_answers(
@@ -631,6 +666,8 @@ async def exact_answers(
 
     async def worker() -> None:
         conn = await asyncpg.connect(_plain(admin))
+        # A generic plan would parse the query's text into a vector again for every row.
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
         try:
             while pending:
                 query = pending.pop()
@@ -770,6 +807,11 @@ def summarize(
         "wall_s": round(run.wall_s, 2),
         "qps": round(len(run.answers) / run.wall_s, 1) if run.wall_s > 0 else None,
         "client_cpu_cores": round(run.client_cpu_s / run.wall_s, 2) if run.wall_s > 0 else None,
+        "server_cpu_cores": (
+            round(run.server_cpu_s / run.wall_s, 2)
+            if run.server_cpu_s is not None and run.wall_s > 0
+            else None
+        ),
         "machine_cpu_busy": round(run.machine_busy, 2) if run.machine_busy is not None else None,
         "by_path": {path: latency(values) for path, values in by_path.items()},
         "recall_at_10": {
@@ -826,8 +868,6 @@ def _ms(value: object) -> str:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    b = result["index"]
-    load = result["load"]
     print()
     print(f"Retrieval at scale: {result['chunks']:,} chunks, {result['tenants']:,} tenants")
     print(
@@ -835,37 +875,44 @@ def print_table(result: dict[str, Any]) -> None:
         f"{result['hnsw_tenants']} hold more than {result['exact_search_max_chunks']:,} "
         f"({result['hnsw_tenant_chunks']:,} chunks, searched with HNSW), the rest exactly"
     )
-    print(f"  load: COPY {load['copy_s']:.1f} s, VACUUM + ANALYZE {load['vacuum_analyze_s']:.1f} s")
-    print(
-        f"  HNSW build: {b['build_s']:.1f} s; index {b['index_mib']:,.0f} MiB, table "
-        f"{b['table_mib']:,.0f} MiB; builders' peak RSS {b['peak_rss_mib_all_builders']} MiB"
-    )
-    print()
-    header = f"  {'run':<26}{'path':<7}{'queries':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-    print(header)
-    for name, key in (("concurrent", "search"), ("serial (1 client)", "serial")):
-        s = result.get(key)
-        if not s:
-            continue
-        rows = [("all", s), *s["by_path"].items()]
-        for path, row in rows:
-            print(
-                f"  {name:<26}{path:<7}{row['queries']:>8}{_ms(row['p50_ms']):>9}"
-                f"{_ms(row['p95_ms']):>9}{_ms(row['p99_ms']):>9}"
-            )
-    s = result["search"]
+    load, b = result["load"], result["index"]
+    if load and b:
+        print(
+            f"  load: COPY {load['copy_s']:.1f} s, "
+            f"VACUUM + ANALYZE {load['vacuum_analyze_s']:.1f} s"
+        )
+        print(
+            f"  HNSW build: {b['build_s']:.1f} s; index {b['index_mib']:,.0f} MiB, table "
+            f"{b['table_mib']:,.0f} MiB; peak RSS of the building backend "
+            f"{b['leader_peak_rss_mib']} MiB (its shared-memory graph included)"
+        )
+    width = max(len(v) for v in result["search"]) + 2
     print()
     print(
-        f"  concurrent: {result['clients']} clients in {result['processes']} processes, "
-        f"{s['qps']} queries/s; client processes used {s['client_cpu_cores']} cores, "
-        f"the machine was {s['machine_cpu_busy']} busy"
+        f"  {'variant':<{width}}{'clients':<9}{'path':<7}{'queries':>8}{'QPS':>8}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'recall@10':>11}"
     )
-    r = s["recall_at_10"]
-    print(f"  recall@10: all {r['all']}, HNSW queries {r['hnsw']}, exact queries {r['exact']}")
-    print(
-        f"  short lists: {s['short_lists_top10']} below 10, {s['short_lists_limit']} below "
-        f"the {result['limit']} asked for; HNSW fallbacks to exact: {s['hnsw_fallbacks_to_exact']}"
-    )
+    for kind, clients in (("search", str(result["clients"])), ("serial", "1")):
+        for variant, s in result[kind].items():
+            rows = [("all", s), *s["by_path"].items()]
+            for path, row in rows:
+                recall = s["recall_at_10"].get(path)
+                qps = s["qps"] if path == "all" else None
+                print(
+                    f"  {variant:<{width}}{clients:<9}{path:<7}{row['queries']:>8}"
+                    f"{(f'{qps:.0f}' if qps else ''):>8}{_ms(row['p50_ms']):>9}"
+                    f"{_ms(row['p95_ms']):>9}{_ms(row['p99_ms']):>9}"
+                    f"{(f'{recall:.4f}' if recall is not None else ''):>11}"
+                )
+    print()
+    for variant, s in result["search"].items():
+        print(
+            f"  {variant}: CPU cores used by the clients {s['client_cpu_cores']}, by their "
+            f"server processes {s['server_cpu_cores']}; the machine's CPUs were "
+            f"{s['machine_cpu_busy']:.0%} busy; short lists {s['short_lists_top10']} below 10, "
+            f"{s['short_lists_limit']} below the {result['limit']} asked for; HNSW fallbacks "
+            f"to exact {s['hnsw_fallbacks_to_exact']}"
+        )
     print()
     for goal, verdict in result["verdicts"].items():
         print(f"  {goal}: {verdict}")
@@ -878,29 +925,155 @@ def _short_plan(plan: str) -> str:
 # Main -------------------------------------------------------------------------------------
 
 
+VARIANT_HELP = """Variants: 'shipped' is Parley as it is. The others add changes, joined with '+':
+  custom-plans   the app role gets plan_cache_mode = force_custom_plan, as a SET LOCAL in
+                 retrieval would give it;
+  count-index    an index on knowledge_chunk_embeddings (knowledge_base_id, model, tenant_id),
+                 so the size check is an index-only scan;
+  exact-N        exact_search_max_chunks = N (PARLEY_EXACT_SEARCH_MAX_CHUNKS);
+  ef-N           hnsw_ef_search = N (PARLEY_HNSW_EF_SEARCH)."""
+COUNT_INDEX = "bench_ix_chunk_emb_kb_model_tenant"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    custom_plans: bool
+    count_index: bool
+    exact_max: int | None
+    ef_search: int | None
+
+
+def parse_variant(name: str) -> Variant:
+    parts = [] if name == "shipped" else name.split("+")
+    exact = [p for p in parts if p.startswith("exact-")]
+    ef = [p for p in parts if p.startswith("ef-")]
+    known = ("custom-plans", "count-index")
+    unknown = [p for p in parts if p not in known and p not in exact and p not in ef]
+    if unknown or len(exact) > 1 or len(ef) > 1 or not (name == "shipped" or parts):
+        raise ValueError(name)
+    return Variant(
+        name=name,
+        custom_plans="custom-plans" in parts,
+        count_index="count-index" in parts,
+        exact_max=int(exact[0].removeprefix("exact-")) if exact else None,
+        ef_search=int(ef[0].removeprefix("ef-")) if ef else None,
+    )
+
+
+async def apply_variant(admin: str, variant: Variant | None) -> None:
+    """Put the bench database in the state `variant` describes (None: as shipped)."""
+    conn = await asyncpg.connect(_plain(admin))
+    try:
+        await conn.execute(f'ALTER ROLE "{APP_USER}" IN DATABASE "{DB_NAME}" RESET ALL')
+        if variant is not None and variant.custom_plans:
+            await conn.execute(
+                f'ALTER ROLE "{APP_USER}" IN DATABASE "{DB_NAME}" '
+                "SET plan_cache_mode = force_custom_plan"
+            )
+        if variant is not None and variant.count_index:
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {COUNT_INDEX} ON knowledge_chunk_embeddings "
+                "(knowledge_base_id, model, tenant_id)"
+            )
+            await conn.execute("VACUUM (ANALYZE) knowledge_chunk_embeddings")
+        else:
+            await conn.execute(f"DROP INDEX IF EXISTS {COUNT_INDEX}")
+    finally:
+        await conn.close()
+    for name, value in (
+        ("PARLEY_EXACT_SEARCH_MAX_CHUNKS", variant.exact_max if variant else None),
+        ("PARLEY_HNSW_EF_SEARCH", variant.ef_search if variant else None),
+    ):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
+
+
+def merge_runs(runs: list[Run]) -> Run:
+    busy = [r.machine_busy for r in runs if r.machine_busy is not None]
+    server = [r.server_cpu_s for r in runs if r.server_cpu_s is not None]
+    return Run(
+        answers=[a for r in runs for a in r.answers],
+        wall_s=sum(r.wall_s for r in runs),
+        client_cpu_s=sum(r.client_cpu_s for r in runs),
+        machine_busy=sum(busy) / len(busy) if busy else None,
+        server_cpu_s=sum(server) if len(server) == len(runs) else None,
+    )
+
+
+async def build(
+    args: argparse.Namespace, admin_server: str, admin: str, app: str, plans: list[TenantPlan]
+) -> tuple[str, dict[str, float], dict[str, Any]]:
+    """A fresh database, loaded and indexed; returns the index name, load timings, index stats."""
+    print(f"Preparing {DB_NAME} ...")
+    await _prepare(admin_server, admin, app)
+    conn = await _connect(admin)
+    try:
+        index_name, definition = await hnsw_index_definition(conn)
+        await conn.execute(f"DROP INDEX {index_name}")
+        load_started = time.perf_counter()
+        print(f"Loading {args.chunks:,} chunks for {args.tenants:,} tenants with COPY ...")
+        timings = await load(conn, plans, args.seed)
+        timings["total_s"] = time.perf_counter() - load_started
+    finally:
+        await conn.close()
+    print(f"Building the HNSW index: {definition}")
+    index = await build_index(admin, definition, args.maintenance_work_mem, args.build_workers)
+    print(f"  {index['build_s']:.1f} s")
+    conn = await _connect(admin)
+    try:
+        index["index_mib"] = (
+            int(await conn.fetchval("SELECT pg_relation_size($1::regclass)", index_name)) / 2**20
+        )
+        index["table_mib"] = (
+            int(await conn.fetchval("SELECT pg_table_size('knowledge_chunk_embeddings')")) / 2**20
+        )
+        await conn.execute("ANALYZE knowledge_chunk_embeddings")
+    finally:
+        await conn.close()
+    return index_name, timings, index
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=(__doc__ or "") + "\n" + VARIANT_HELP,
     )
-    parser.add_argument("--chunks", type=int, default=250_000)
+    parser.add_argument("--chunks", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of tenant sizes")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
-    parser.add_argument("--queries", type=int, default=4000)
+    parser.add_argument("--queries", type=int, default=2000, help="per variant and round")
     parser.add_argument("--serial-queries", type=int, default=500, help="1 client; 0 skips")
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--traffic", choices=("size", "uniform"), default="size")
     parser.add_argument("--query-kind", choices=("perturbed", "random"), default="perturbed")
+    parser.add_argument(
+        "--variants",
+        default="shipped,custom-plans,custom-plans+count-index,custom-plans+count-index+ef-200",
+        help="comma-separated (see below); the verdicts judge the first",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="variants alternate per round")
     parser.add_argument("--maintenance-work-mem", default="4GB")
     parser.add_argument("--build-workers", type=int, default=1, help="parallel index workers")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="query a database kept by --keep (same sizes)"
+    )
     args = parser.parse_args(argv)
+    try:
+        variants = [parse_variant(v.strip()) for v in args.variants.split(",") if v.strip()]
+    except ValueError as exc:
+        parser.error(f"unknown variant {exc}")
+    if not variants:
+        parser.error("--variants names none")
 
     admin_server = _admin_server_url()
     admin, app = _urls(admin_server)
@@ -918,80 +1091,73 @@ async def main(argv: list[str] | None = None) -> int:
     exact_max = get_settings().exact_search_max_chunks
     limit = max(args.top_k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
     plans = plan_tenants(args.chunks, args.tenants, args.zipf)
-    print(f"Preparing {DB_NAME} ...")
-    await _prepare(admin_server, admin, app)
+    timings: dict[str, float] = {}
+    index: dict[str, Any] = {}
     try:
-        conn = await _connect(admin)
-        try:
-            index_name, definition = await hnsw_index_definition(conn)
-            await conn.execute(f"DROP INDEX {index_name}")
-            load_started = time.perf_counter()
-            print(f"Loading {args.chunks:,} chunks for {args.tenants:,} tenants with COPY ...")
-            timings = await load(conn, plans, args.seed)
-            timings["total_s"] = time.perf_counter() - load_started
-        finally:
-            await conn.close()
-        print(f"Building the HNSW index: {definition}")
-        index = await build_index(admin, definition, args.maintenance_work_mem, args.build_workers)
-        print(f"  {index['build_s']:.1f} s")
-        conn = await _connect(admin)
-        try:
-            index["index_mib"] = (
-                int(await conn.fetchval("SELECT pg_relation_size($1::regclass)", index_name))
-                / 2**20
-            )
-            index["table_mib"] = (
-                int(await conn.fetchval("SELECT pg_table_size('knowledge_chunk_embeddings')"))
-                / 2**20
-            )
-            await conn.execute("ANALYZE knowledge_chunk_embeddings")
-        finally:
-            await conn.close()
+        if not args.reuse:
+            _, timings, index = await build(args, admin_server, admin, app, plans)
         plans_text = await explain_plans(app, plans, exact_max) if args.explain else {}
         for name, plan_text in plans_text.items():
             print(f"\nEXPLAIN ANALYZE, {name}:\n{_short_plan(plan_text)}")
         queries = make_queries(plans, args.seed, args.queries, args.traffic, args.query_kind, 1)
         warmup = make_queries(plans, args.seed, args.warmup, args.traffic, args.query_kind, 2)
-        print(f"Running {len(queries):,} queries from {args.clients} clients ...")
-        concurrent = run_clients(queries, warmup, args.clients, args.processes, limit)
-        serial_run = None
-        if args.serial_queries > 0:
-            serial = make_queries(
-                plans, args.seed, args.serial_queries, args.traffic, args.query_kind, 3
-            )
-            print(f"Running {len(serial):,} queries from 1 client ...")
-            serial_run = run_clients(serial, warmup[:50], 1, 1, limit)
+        serial = make_queries(
+            plans, args.seed, args.serial_queries, args.traffic, args.query_kind, 3
+        )
+        concurrent_runs: dict[str, list[Run]] = {v.name: [] for v in variants}
+        serial_runs: dict[str, list[Run]] = {v.name: [] for v in variants}
+        for round_number in range(args.rounds):
+            order = variants if round_number % 2 == 0 else list(reversed(variants))
+            for variant in order:
+                await apply_variant(admin, variant)
+                print(
+                    f"[{variant.name}] {len(queries):,} queries from {args.clients} clients "
+                    f"(round {round_number + 1}) ..."
+                )
+                run = run_clients(queries, warmup, args.clients, args.processes, limit)
+                print(f"  p95 {latency([a.latency_ms for a in run.answers])['p95_ms']} ms")
+                concurrent_runs[variant.name].append(run)
+                if serial:
+                    print(f"[{variant.name}] {len(serial):,} queries from 1 client ...")
+                    serial_runs[variant.name].append(run_clients(serial, warmup[:50], 1, 1, limit))
+        await apply_variant(admin, None)
         print("Computing exact answers for recall ...")
         truth_started = time.perf_counter()
         truth = await exact_answers(admin, queries, args.top_k, 2)
         truth_s = time.perf_counter() - truth_started
-        search = summarize(concurrent, queries, truth, plans, exact_max, args.top_k, limit)
-        serial_summary = (
-            summarize(serial_run, serial, {}, plans, exact_max, args.top_k, limit)
-            if serial_run is not None and args.serial_queries > 0
-            else None
-        )
+        limits = {v.name: v.exact_max if v.exact_max is not None else exact_max for v in variants}
+        searches = {
+            v: summarize(merge_runs(runs), queries, truth, plans, limits[v], args.top_k, limit)
+            for v, runs in concurrent_runs.items()
+        }
+        serials = {
+            v: summarize(merge_runs(runs), serial, {}, plans, limits[v], args.top_k, limit)
+            for v, runs in serial_runs.items()
+            if runs
+        }
         info = await server_info(admin)
     finally:
         if not args.keep:
             await _drop_database(admin_server)
     sizes = [p.chunks for p in plans]
+    judged = variants[0].name
+    search = searches[judged]
     hnsw_recall = search["recall_at_10"]["hnsw"]
     all_recall = search["recall_at_10"]["all"]
     no_short = search["short_lists_top10"] == 0 and search["short_lists_limit"] == 0
     verdicts = {
-        "p95 <= 15 ms (8 clients)": (
+        f"p95 <= 15 ms, {args.clients} clients ({judged})": (
             f"{'PASS' if search['p95_ms'] <= 15 else 'FAIL'} ({search['p95_ms']} ms)"
         ),
-        "recall@10 >= 0.95, HNSW queries": (
+        f"recall@10 >= 0.95, HNSW queries ({judged})": (
             "n/a (no HNSW queries)"
             if hnsw_recall is None
             else f"{'PASS' if hnsw_recall >= 0.95 else 'FAIL'} ({hnsw_recall})"
         ),
-        "recall@10 >= 0.95, all queries": (
+        f"recall@10 >= 0.95, all queries ({judged})": (
             f"{'PASS' if (all_recall or 0) >= 0.95 else 'FAIL'} ({all_recall})"
         ),
-        "zero short result lists": (
+        f"zero short result lists ({judged})": (
             f"{'PASS' if no_short else 'FAIL'} "
             f"({search['short_lists_top10']} below 10, {search['short_lists_limit']} below {limit})"
         ),
@@ -1011,12 +1177,15 @@ async def main(argv: list[str] | None = None) -> int:
         "traffic": args.traffic,
         "clients": args.clients,
         "processes": args.processes,
+        "rounds": args.rounds,
         "limit": limit,
         "top_k": args.top_k,
+        "variants": [v.__dict__ for v in variants],
+        "reused_database": args.reuse,
         "load": {k: round(v, 1) for k, v in timings.items()},
         "index": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in index.items()},
-        "search": search,
-        "serial": serial_summary,
+        "search": searches,
+        "serial": serials,
         "exact_answers_s": round(truth_s, 1),
         "machine": machine(),
         "server": info,

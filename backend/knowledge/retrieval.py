@@ -150,6 +150,9 @@ async def _hnsw_search(
 ) -> list[tuple[uuid.UUID, float]]:
     ef_search = max(get_settings().hnsw_ef_search, int(str(params["n"])))
     await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
+    # asyncpg reuses prepared statements; after five runs PostgreSQL may switch to a generic
+    # plan that ignores the per-model index and sorts the whole knowledge base.
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     if await _has_iterative_scan(session):
         await session.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
     # Only an integer is formatted in: the index is on this exact cast expression.

@@ -1,0 +1,1 @@
+"""Corpora of Parley's knowledge benchmarks (see README.md here)."""
