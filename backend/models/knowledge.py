@@ -164,7 +164,12 @@ class Chunk(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
 
 class ChunkEmbedding(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
     __tablename__ = "knowledge_chunk_embeddings"
-    __table_args__ = (UniqueConstraint("chunk_id", "model"),)
+    __table_args__ = (
+        UniqueConstraint("chunk_id", "model"),
+        # Lets retrieval's size check count a knowledge base's vectors from the index alone
+        # (tenant_id included for the row-level security filter).
+        Index("ix_knowledge_chunk_embeddings_kb_model", "knowledge_base_id", "model", "tenant_id"),
+    )
 
     chunk_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("knowledge_chunks.id", ondelete="CASCADE")
