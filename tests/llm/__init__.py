@@ -1,0 +1,1 @@
+"""Tests of the chat-model layer: providers, the circuit breaker, token counting."""
