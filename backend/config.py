@@ -25,16 +25,45 @@ class EmailBackend(StrEnum):
 
 
 class PlanLimits(BaseModel):
-    """What a plan allows. Usage limits on replies and tokens join when replies are metered."""
+    """What a plan allows: stored knowledge, and replies and model tokens per calendar month."""
 
     max_documents: int = Field(ge=0)
     max_chunks: int = Field(ge=0)
+    monthly_replies: int = Field(default=1_000, ge=0)
+    monthly_tokens: int = Field(default=2_000_000, ge=0)
 
 
 DEFAULT_PLANS: dict[str, PlanLimits] = {
-    "free": PlanLimits(max_documents=100, max_chunks=20_000),
-    "pro": PlanLimits(max_documents=5_000, max_chunks=500_000),
-    "business": PlanLimits(max_documents=50_000, max_chunks=5_000_000),
+    "free": PlanLimits(
+        max_documents=100, max_chunks=20_000, monthly_replies=1_000, monthly_tokens=2_000_000
+    ),
+    "pro": PlanLimits(
+        max_documents=5_000, max_chunks=500_000, monthly_replies=20_000, monthly_tokens=50_000_000
+    ),
+    "business": PlanLimits(
+        max_documents=50_000,
+        max_chunks=5_000_000,
+        monthly_replies=200_000,
+        monthly_tokens=500_000_000,
+    ),
+}
+
+
+class ModelPrice(BaseModel):
+    """A model's price in micro-units (millionths of the billing currency) per million tokens."""
+
+    prompt: int = Field(default=0, ge=0)
+    completion: int = Field(default=0, ge=0)
+    embedding: int = Field(default=0, ge=0)
+
+
+# USD list prices of OpenAI's models; the local and offline ones cost nothing.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(prompt=150_000, completion=600_000),
+    "gpt-4o": ModelPrice(prompt=2_500_000, completion=10_000_000),
+    "gpt-4.1-mini": ModelPrice(prompt=400_000, completion=1_600_000),
+    "openai:text-embedding-3-small": ModelPrice(embedding=20_000),
+    "openai:text-embedding-3-large": ModelPrice(embedding=130_000),
 }
 
 
@@ -111,6 +140,22 @@ class Settings(BaseSettings):
     ingest_job_timeout_seconds: int = Field(default=300, ge=10)
     # Fernet keys (comma-separated, newest first) that encrypt tenants' own provider keys.
     encryption_keys: SecretStr | None = None
+
+    # Replies. openai_base_url and openai_api_key above serve chat models too.
+    openai_chat_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_base_delay_seconds: float = Field(default=0.5, ge=0, le=60)
+    llm_retry_max_delay_seconds: float = Field(default=8.0, ge=0, le=300)
+    llm_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Token budgets of a prompt: retrieved passages, and the recent history that precedes it.
+    context_token_budget: int = Field(default=2_500, ge=100, le=200_000)
+    history_token_budget: int = Field(default=1_500, ge=0, le=200_000)
+    # A reservation not settled within this time (its process died) is released by a sweep.
+    quota_reservation_ttl_seconds: int = Field(default=900, ge=60)
+    # Prices per model, as JSON: {"gpt-4o-mini": {"prompt": 150000, "completion": 600000}}.
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
     def resolved_storage_dir(self) -> Path:

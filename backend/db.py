@@ -123,6 +123,13 @@ async def get_session() -> AsyncSession:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def end_request_transaction() -> None:
+    """Commit the request's transaction now, before long work that needs no database (a model
+    generating an answer), so the request holds no pooled connection meanwhile. The
+    middleware's commit at the response start then has nothing left to do."""
+    await current_unit_of_work().commit()
+
+
 @asynccontextmanager
 async def unit_of_work(
     tenant_id: uuid.UUID | None = None,

@@ -1,7 +1,13 @@
-"""Exception handlers: every error leaves Parley in the one JSON shape of backend/errors.py."""
+"""Exception handlers: every error leaves Parley in the one JSON shape of backend/errors.py.
+
+The OpenAI-compatible API (/v1/...) answers errors in OpenAI's shape instead,
+{"error": {"message", "type", "param", "code"}}, so OpenAI SDKs report them properly.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -108,9 +114,35 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+OPENAI_COMPATIBLE_PREFIX = "/v1/"
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def _openai_shaped(handler: Handler) -> Handler:
+    async def shaped(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        if not request.url.path.startswith(OPENAI_COMPATIBLE_PREFIX):
+            return response
+        body = json.loads(bytes(response.body))
+        error = {
+            "message": body.get("detail", ""),
+            "type": "invalid_request_error" if response.status_code < 500 else "server_error",
+            "param": (body.get("fields") or [{}])[0].get("field"),
+            "code": body.get("error"),
+        }
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-type")
+        }
+        return JSONResponse({"error": error}, status_code=response.status_code, headers=headers)
+
+    return shaped
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(AppError, _openai_shaped(_app_error))
+    app.add_exception_handler(RequestValidationError, _openai_shaped(_validation_error))
+    app.add_exception_handler(StarletteHTTPException, _openai_shaped(_http_error))
+    app.add_exception_handler(DBAPIError, _openai_shaped(_database_error))
+    app.add_exception_handler(Exception, _openai_shaped(_unexpected_error))

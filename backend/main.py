@@ -8,6 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend.apikeys.endpoints import router as api_keys_router
+from backend.assistants.conversations import feedback_router
+from backend.assistants.conversations import router as conversations_router
+from backend.assistants.endpoints import router as assistants_router
+from backend.assistants.openai_compat import router as openai_compatible_router
 from backend.audit.endpoints import router as audit_router
 from backend.auth.endpoints import me_router
 from backend.auth.endpoints import router as auth_router
@@ -17,7 +21,7 @@ from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
 from backend.jobs import close_arq_pool
 from backend.knowledge.endpoints import router as knowledge_router
-from backend.knowledge.endpoints import settings_router as embedding_settings_router
+from backend.knowledge.endpoints import settings_router as provider_settings_router
 from backend.knowledge.endpoints import upload_body_limit
 from backend.logging import configure_logging
 from backend.middleware import (
@@ -27,6 +31,7 @@ from backend.middleware import (
 )
 from backend.redis import get_redis
 from backend.tenancy.endpoints import router as tenancy_router
+from backend.usage.endpoints import router as usage_router
 
 
 @asynccontextmanager
@@ -61,9 +66,17 @@ def create_app() -> FastAPI:
         api_keys_router,
         audit_router,
         knowledge_router,
-        embedding_settings_router,
+        assistants_router,
+        conversations_router,
+        feedback_router,
+        usage_router,
+        openai_compatible_router,
     ):
         app.include_router(router)
+    app.include_router(provider_settings_router, prefix="/api/v1/provider-settings")
+    app.include_router(
+        provider_settings_router, prefix="/api/v1/embedding-settings", deprecated=True
+    )
     # Added last = outermost: request context wraps the size limit, which wraps the transaction.
     app.add_middleware(TransactionMiddleware)
     app.add_middleware(

@@ -23,15 +23,17 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy import select
 
 from backend.auth.service import create_user
 from backend.auth.users import UserDatabase, UserManager
 from backend.db import PendingJob, unit_of_work
 from backend.main import create_app
-from backend.models import Role, User
+from backend.models import Message, MessageFeedback, Role, User
 from backend.tenancy.context import TENANT_HEADER
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
 from tests.factories.accounts import DEFAULT_PASSWORD, Account, make_account
+from tests.factories.assistants import ask, create_assistant, open_conversation
 from tests.factories.knowledge import add_text, add_url_source, create_kb
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import add_member
@@ -46,6 +48,7 @@ from tests.factories.workspaces import (
 )
 
 API_PREFIX = "/api/v1"
+OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible API
 HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -149,6 +152,19 @@ async def _upload_body(scene: Scene, actor: Account | None) -> Payload:
 
 
 _KB = "/api/v1/knowledge-bases"
+_AS = "/api/v1/assistants"
+_CONV = "/api/v1/conversations"
+
+
+async def _conversation_body(scene: Scene, actor: Account | None) -> Payload:
+    assistant = await create_assistant(scene.client, scene.world.a.owner)
+    return Payload(json={"assistant_id": assistant["id"]})
+
+
+async def _completion_body(scene: Scene, actor: Account | None) -> Payload:
+    assistant = await create_assistant(scene.client, scene.world.a.owner)
+    question = {"role": "user", "content": f"Hello {_hex()}?"}
+    return Payload(json={"model": assistant["id"], "messages": [question]})
 
 
 CASES: dict[tuple[str, str], Case] = {
@@ -244,17 +260,56 @@ CASES: dict[tuple[str, str], Case] = {
     ("DELETE", _KB + "/{kb_id}/documents/{document_id}"): Case(
         Access.tenant, 204, Permission.knowledge_write
     ),
-    ("GET", "/api/v1/embedding-settings"): Case(Access.tenant, 200, Permission.tenant_manage),
-    ("PUT", "/api/v1/embedding-settings"): Case(
-        Access.tenant,
-        200,
-        Permission.tenant_manage,
-        _json(lambda: {"openai_base_url": "https://embeddings.example.com/v1"}),
-    ),
-    ("DELETE", "/api/v1/embedding-settings"): Case(Access.tenant, 204, Permission.tenant_manage),
     ("POST", _KB + "/{kb_id}/search"): Case(
         Access.tenant, 200, Permission.knowledge_read, _json(lambda: {"query": "hello"})
     ),
+    **{
+        (method, prefix): case
+        for prefix in ("/api/v1/provider-settings", "/api/v1/embedding-settings")
+        for method, case in (
+            ("GET", Case(Access.tenant, 200, Permission.tenant_manage)),
+            (
+                "PUT",
+                Case(
+                    Access.tenant,
+                    200,
+                    Permission.tenant_manage,
+                    _json(lambda: {"openai_base_url": "https://models.example.com/v1"}),
+                ),
+            ),
+            ("DELETE", Case(Access.tenant, 204, Permission.tenant_manage)),
+        )
+    },
+    ("POST", _AS): Case(
+        Access.tenant, 201, Permission.assistants_write, _json(lambda: {"name": f"A {_hex()}"})
+    ),
+    ("GET", _AS): Case(Access.tenant, 200, Permission.assistants_read),
+    ("GET", _AS + "/{assistant_id}"): Case(Access.tenant, 200, Permission.assistants_read),
+    ("PATCH", _AS + "/{assistant_id}"): Case(
+        Access.tenant, 200, Permission.assistants_write, _json(lambda: {"instructions": _hex()})
+    ),
+    ("DELETE", _AS + "/{assistant_id}"): Case(Access.tenant, 204, Permission.assistants_write),
+    ("POST", _AS + "/{assistant_id}/rotate-public-key"): Case(
+        Access.tenant, 200, Permission.assistants_write
+    ),
+    ("GET", _AS + "/{assistant_id}/unanswered-questions"): Case(
+        Access.tenant, 200, Permission.assistants_read
+    ),
+    ("POST", _CONV): Case(Access.tenant, 201, Permission.chat, _conversation_body),
+    ("GET", _CONV): Case(Access.tenant, 200, Permission.conversations_read),
+    ("GET", _CONV + "/{conversation_id}"): Case(Access.tenant, 200, Permission.conversations_read),
+    ("GET", _CONV + "/{conversation_id}/messages"): Case(
+        Access.tenant, 200, Permission.conversations_read
+    ),
+    ("POST", _CONV + "/{conversation_id}/messages"): Case(
+        Access.tenant, 200, Permission.chat, _json(lambda: {"content": f"Hello {_hex()}?"})
+    ),
+    ("PUT", "/api/v1/messages/{message_id}/feedback"): Case(
+        Access.tenant, 200, Permission.chat, _json(lambda: {"rating": "up"})
+    ),
+    ("GET", "/api/v1/usage"): Case(Access.tenant, 200, Permission.usage_read),
+    ("POST", "/v1/chat/completions"): Case(Access.tenant, 200, Permission.chat, _completion_body),
+    ("GET", "/v1/models"): Case(Access.tenant, 200, Permission.assistants_read),
 }
 
 
@@ -282,7 +337,7 @@ def _api_routes() -> set[tuple[str, str]]:
     return {
         (method.upper(), path)
         for path, operations in paths.items()
-        if path.startswith(API_PREFIX + "/")
+        if path.startswith((API_PREFIX + "/", OPENAI_PREFIX))
         for method in operations
         if method in HTTP_METHODS
     }
@@ -336,6 +391,16 @@ class Scene:
             object_id = await add_url_source(self.client, owner, self.created["kb_id"])
         elif name == "document_id":
             _, object_id = await add_text(self.client, owner, self.created["kb_id"], _hex())
+        elif name == "assistant_id":
+            object_id = uuid.UUID((await create_assistant(self.client, owner))["id"])
+        elif name == "conversation_id":
+            assistant = await create_assistant(self.client, owner)
+            object_id = await open_conversation(self.client, owner, assistant["id"])
+        elif name == "message_id":
+            assistant = await create_assistant(self.client, owner)
+            conversation = await open_conversation(self.client, owner, assistant["id"])
+            reply = await ask(self.client, owner, conversation, f"Hello {_hex()}?")
+            object_id = uuid.UUID(reply["answer"]["id"])
         else:
             raise AssertionError(f"no factory for the path parameter {{{name}}}: add one to Scene")
         self.created[name] = object_id
@@ -359,8 +424,27 @@ class Scene:
                 found = [k for k in page.json()["items"] if k["id"] == str(object_id)]
                 assert found, f"API key {object_id} is gone"
                 assert found[0]["revoked_at"] is None, found
+            elif name == "assistant_id":
+                got = await self.client.get(f"{_AS}/{object_id}", headers=headers)
+                assert got.status_code == 200, f"assistant {object_id} is gone: {got.text}"
+                assert got.json()["instructions"] == "", got.json()
+            elif name == "conversation_id":
+                got = await self.client.get(f"{_CONV}/{object_id}/messages", headers=headers)
+                assert got.status_code == 200, f"conversation {object_id} is gone: {got.text}"
+                assert got.json()["items"] == [], got.json()
+            elif name == "message_id":
+                await self._assert_message_intact(object_id, headers)
             else:
                 await self._assert_knowledge_intact(name, object_id, headers)
+
+    async def _assert_message_intact(self, message_id: uuid.UUID, headers: dict[str, str]) -> None:
+        async with unit_of_work(tenant_id=self.world.a.tenant_id) as session:
+            feedback = await session.scalar(
+                select(MessageFeedback).where(MessageFeedback.message_id == message_id)
+            )
+            exists = await session.get(Message, message_id)
+        assert exists is not None, f"message {message_id} is gone"
+        assert feedback is None, f"message {message_id} got feedback: {feedback.rating}"
 
     async def _assert_knowledge_intact(
         self, name: str, object_id: uuid.UUID, headers: dict[str, str]
@@ -421,9 +505,17 @@ def test_every_route_has_a_case() -> None:
 def test_only_owners_and_admins_manage() -> None:
     """The policy the matrix relies on: readers only read; API keys never manage the workspace,
     its members or its keys, and never read the audit log."""
-    reads = {Permission.tenant_read, Permission.members_read, Permission.knowledge_read}
-    for role in (Role.agent, Role.viewer):
-        assert ROLE_PERMISSIONS[role] == reads, role
+    reads = {
+        Permission.tenant_read,
+        Permission.members_read,
+        Permission.knowledge_read,
+        Permission.assistants_read,
+        Permission.conversations_read,
+        Permission.usage_read,
+    }
+    assert ROLE_PERMISSIONS[Role.viewer] == reads
+    # Agents answer people, so they may also talk to assistants, and nothing more.
+    assert ROLE_PERMISSIONS[Role.agent] == reads | {Permission.chat}
     for role in (Role.owner, Role.admin):
         assert ROLE_PERMISSIONS[role] == frozenset(Permission), role
     administrative = {

@@ -24,12 +24,15 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from backend.db import PendingJob
+from backend.config import PlanLimits
+from backend.db import PendingJob, unit_of_work
 from backend.kit.secrets import hash_token
 from backend.models import Base, Role
 from backend.tenancy.permissions import Permission
+from backend.usage import quota
 from migrations.rls import APP_ROLE
 from tests.conftest import TEST_ADMIN_URL, TEST_APP_URL
+from tests.factories.assistants import ask, create_assistant, open_conversation
 from tests.factories.knowledge import add_text, create_kb, run_jobs
 from tests.factories.workspaces import Workspace, jobs_recorded, populated_workspace
 
@@ -100,11 +103,14 @@ async def seed(app: FastAPI) -> Seed:
                 for _ in range(2)
             ]
             for workspace in workspaces:
-                await _add_knowledge(http, workspace, jobs)
+                kb_id = await _add_knowledge(http, workspace, jobs)
+                await _add_conversation(http, workspace, kb_id)
     return Seed(*workspaces)
 
 
-async def _add_knowledge(http: AsyncClient, workspace: Workspace, jobs: list[PendingJob]) -> None:
+async def _add_knowledge(
+    http: AsyncClient, workspace: Workspace, jobs: list[PendingJob]
+) -> uuid.UUID:
     """A knowledge base with an ingested text (chunks and embeddings) and two URL sources, one
     on a re-sync schedule. Their fetch jobs are dropped: nothing here needs the pages."""
     kb_id = await create_kb(http, workspace.owner)
@@ -124,6 +130,26 @@ async def _add_knowledge(http: AsyncClient, workspace: Workspace, jobs: list[Pen
         )
         assert response.status_code == 201, response.text
     jobs.clear()
+    return kb_id
+
+
+async def _add_conversation(http: AsyncClient, workspace: Workspace, kb_id: uuid.UUID) -> None:
+    """An assistant on the knowledge base, a conversation with an answered question (messages,
+    usage, quota counters), an unanswered one, feedback, and a quota hold left unsettled."""
+    owner = workspace.owner
+    assistant = await create_assistant(http, owner, knowledge_base_ids=[kb_id], provider="offline")
+    conversation = await open_conversation(http, owner, assistant["id"])
+    answered = await ask(http, owner, conversation, "How does Parley keep each workspace?")
+    assert answered["answer"]["status"] == "complete", answered
+    await ask(http, owner, conversation, "zebra quantum saxophone?")
+    feedback = await http.put(
+        f"/api/v1/messages/{answered['answer']['id']}/feedback",
+        json={"rating": "up"},
+        headers=owner.headers(),
+    )
+    assert feedback.status_code == 200, feedback.text
+    async with unit_of_work(tenant_id=workspace.tenant_id) as session:
+        await quota.reserve(session, workspace.tenant_id, [quota.month_limit(PLAN)], tokens=10)
 
 
 async def _first_row(conn: Any, table: str, tenant_id: uuid.UUID) -> dict[str, Any]:
@@ -168,6 +194,11 @@ async def _copy_for(conn: Any, table: str, source: dict[str, Any], tenant_id: uu
         row["url"] = f"https://example.com/{uuid.uuid4().hex}"
     if table == "tenant_embedding_settings":  # one row per tenant
         await conn.execute(f"DELETE FROM {table} WHERE {TENANT_COLUMN} = $1", tenant_id)  # noqa: S608
+    if table == "quota_counters":  # unique per (tenant, scope, period)
+        row["scope"] = f"copy:{uuid.uuid4().hex}"
+    one_per_parent = table in ("message_feedback", "assistant_knowledge_bases")
+    if one_per_parent and tenant_id == source[TENANT_COLUMN]:  # one per message / pair
+        await conn.execute(f"DELETE FROM {table} WHERE id = $1", source["id"])  # noqa: S608
     if table == "knowledge_chunk_embeddings":  # unique per (chunk, model)
         row["model"] = f"copy:{uuid.uuid4().hex}"
     if table == "knowledge_source_schedules":  # one schedule per source
@@ -435,7 +466,7 @@ async def test_rows_cannot_move_to_another_tenant(seed: Seed, table: str) -> Non
     async with connect(TEST_APP_URL) as conn:
         await as_tenant(conn, seed.a.tenant_id)
         source = await _first_row(conn, table, seed.a.tenant_id)
-        # audit_events grants no UPDATE at all; the others refuse by policy.
+        # Append-only tables grant no UPDATE at all; the others refuse by policy.
         expected = RLS_VIOLATION if await _can(conn, table, "UPDATE") else "permission denied"
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match=expected):
             await conn.execute(
@@ -445,7 +476,12 @@ async def test_rows_cannot_move_to_another_tenant(seed: Seed, table: str) -> Non
             )
 
 
-@pytest.mark.parametrize("table", [t for t in TENANT_TABLES if t != "audit_events"])
+# Append-only tables: the app may neither update nor delete their rows.
+APPEND_ONLY = {"audit_events", "usage_records"}
+PLAN = PlanLimits(max_documents=10, max_chunks=10, monthly_replies=10, monthly_tokens=1000)
+
+
+@pytest.mark.parametrize("table", [t for t in TENANT_TABLES if t not in APPEND_ONLY])
 async def test_other_tenants_rows_cannot_be_updated_or_deleted(seed: Seed, table: str) -> None:
     async with connect(TEST_APP_URL) as conn:
         await as_tenant(conn, seed.a.tenant_id)
@@ -485,7 +521,7 @@ async def test_tenants_row_of_another_tenant_cannot_be_changed(seed: Seed) -> No
     assert deleted == "DELETE 0"
 
 
-# --- The audit log is append-only for the app -----------------------------------------------
+# --- The audit log and the usage ledger are append-only for the app --------------------------
 
 
 @pytest.mark.parametrize(
@@ -493,10 +529,12 @@ async def test_tenants_row_of_another_tenant_cannot_be_changed(seed: Seed) -> No
     [
         "UPDATE audit_events SET action = 'tampered' WHERE tenant_id = $1",
         "DELETE FROM audit_events WHERE tenant_id = $1",
+        "UPDATE usage_records SET cost_micros = 0 WHERE tenant_id = $1",
+        "DELETE FROM usage_records WHERE tenant_id = $1",
     ],
-    ids=["update", "delete"],
+    ids=["audit-update", "audit-delete", "ledger-update", "ledger-delete"],
 )
-async def test_audit_events_cannot_be_changed_by_the_app(seed: Seed, statement: str) -> None:
+async def test_append_only_tables_cannot_be_changed_by_the_app(seed: Seed, statement: str) -> None:
     async with connect(TEST_APP_URL) as conn:
         await as_tenant(conn, seed.a.tenant_id)
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):

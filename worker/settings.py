@@ -15,6 +15,7 @@ from backend.email.tasks import send_email
 from backend.knowledge import tasks as knowledge
 from backend.logging import configure_logging
 from backend.redis import arq_redis_settings
+from backend.usage.tasks import release_stale_reservations
 
 _settings = get_settings()
 
@@ -41,10 +42,12 @@ class WorkerSettings:
         func(knowledge.reembed_knowledge_base, timeout=_settings.ingest_job_timeout_seconds),
         knowledge.delete_originals,
         knowledge.schedule_due_syncs,
+        release_stale_reservations,
     ]
     cron_jobs: Sequence[CronJob] | None = [
         # Every minute; unique so that several workers don't all run it.
         cron(knowledge.schedule_due_syncs, second=0, unique=True, run_at_startup=True),
+        cron(release_stale_reservations, second=30, unique=True),
     ]
     on_startup: StartupShutdown | None = startup
     on_shutdown: StartupShutdown | None = shutdown

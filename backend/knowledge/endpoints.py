@@ -292,7 +292,9 @@ def upload_body_limit() -> tuple[re.Pattern[str], int]:
     return UPLOAD_PATH, get_settings().upload_max_bytes + MULTIPART_OVERHEAD
 
 
-settings_router = APIRouter(prefix="/api/v1/embedding-settings", tags=["knowledge"])
+# The workspace's own OpenAI-compatible endpoint and key, for embeddings and for replies. It is
+# served at /api/v1/provider-settings, and at its first name, /api/v1/embedding-settings.
+settings_router = APIRouter(tags=["settings"])
 Manage = Annotated[TenantContext, Depends(require(Permission.tenant_manage))]
 
 
@@ -307,8 +309,8 @@ def _settings_read(row: TenantEmbeddingSettings | None) -> schemas.EmbeddingSett
 
 @settings_router.get("", response_model=schemas.EmbeddingSettingsRead)
 async def get_embedding_settings(ctx: Manage, session: SessionDep) -> schemas.EmbeddingSettingsRead:
-    """The workspace's own OpenAI-compatible endpoint for `openai:` embedding models (the key
-    itself is never shown)."""
+    """The workspace's own OpenAI-compatible endpoint, used for `openai:` embedding models and
+    for assistants' replies (the key itself is never shown)."""
     return _settings_read(await service.get_embedding_settings(session, ctx))
 
 

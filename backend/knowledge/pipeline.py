@@ -41,6 +41,7 @@ from backend.models import (
     SourceKind,
 )
 from backend.tenancy.context import TenantContext, TenantId
+from backend.usage.ledger import record_embedding
 
 log = structlog.get_logger(__name__)
 
@@ -407,6 +408,16 @@ async def _write_batch(
             .where(Document.id == job.document_id)
             .values(chunks_done=Document.chunks_done + len(batch))
         )
+        # Metered in the batch's own transaction: a batch written is a batch recorded, once.
+        tokens = sum(c.token_count for c in batch)
+        for model in vectors:
+            await record_embedding(
+                session,
+                tenant_id=job.tenant_id,
+                knowledge_base_id=started.kb_id,
+                model=model,
+                tokens=tokens,
+            )
         return True
 
 

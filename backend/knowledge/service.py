@@ -33,10 +33,10 @@ from backend.models import (
     Source,
     SourceKind,
     SourceSchedule,
-    Tenant,
     TenantEmbeddingSettings,
 )
 from backend.tenancy.context import TenantContext
+from backend.usage.plans import plan_for
 
 URL_KINDS = (SourceKind.url, SourceKind.sitemap, SourceKind.crawl)
 _InKb = TypeVar("_InKb", Source, Document)
@@ -56,9 +56,7 @@ def original_key(tenant_id: uuid.UUID, document_id: uuid.UUID) -> str:
 
 
 async def plan_limits(session: AsyncSession, ctx: TenantContext) -> PlanLimits:
-    plan = await session.scalar(select(Tenant.plan).where(Tenant.id == ctx.tenant_id))
-    plans = get_settings().plans
-    return plans.get(plan or "free") or plans.get("free") or next(iter(plans.values()))
+    return (await plan_for(session, ctx.tenant_id))[1]
 
 
 async def check_document_quota(session: AsyncSession, ctx: TenantContext, adding: int) -> None:

@@ -29,6 +29,7 @@ from backend.models import (
     SourceSchedule,
 )
 from backend.tenancy.context import TenantContext, TenantId
+from backend.usage.ledger import record_embedding
 
 log = structlog.get_logger(__name__)
 
@@ -248,7 +249,7 @@ async def reembed_knowledge_base(
             rows = (
                 (
                     await session.execute(
-                        select(Chunk.id, Chunk.embed_text)
+                        select(Chunk.id, Chunk.embed_text, Chunk.token_count)
                         .where(Chunk.knowledge_base_id == kb.id)
                         .where(
                             ~select(ChunkEmbedding.chunk_id)
@@ -265,7 +266,7 @@ async def reembed_knowledge_base(
             )
             if not rows:
                 return await _switch_model(session, kb, model)
-        vectors = await embed_texts(model, [t for _, t in rows], endpoint)
+        vectors = await embed_texts(model, [t for _, t, _ in rows], endpoint)
         async with unit_of_work(tenant_id=tenant.tenant_id) as session:
             await session.execute(
                 text(
@@ -284,8 +285,15 @@ async def reembed_knowledge_base(
                         "kb_id": uuid.UUID(kb_id),
                         "embedding": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
                     }
-                    for (chunk_id, _), vector in zip(rows, vectors, strict=True)
+                    for (chunk_id, _, _), vector in zip(rows, vectors, strict=True)
                 ],
+            )
+            await record_embedding(
+                session,
+                tenant_id=tenant.tenant_id,
+                knowledge_base_id=uuid.UUID(kb_id),
+                model=model,
+                tokens=sum(count for _, _, count in rows),
             )
 
 

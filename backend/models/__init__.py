@@ -2,6 +2,20 @@
 
 from backend.models.accounts import RefreshToken, User
 from backend.models.apikeys import ApiKey
+from backend.models.assistants import (
+    Assistant,
+    AssistantKnowledgeBase,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageFeedback,
+    MessageRole,
+    MessageStatus,
+    ModelProvider,
+    Rating,
+    UnansweredQuestion,
+)
 from backend.models.audit import AuditEvent
 from backend.models.base import Base
 from backend.models.knowledge import (
@@ -16,18 +30,38 @@ from backend.models.knowledge import (
     TenantEmbeddingSettings,
 )
 from backend.models.tenancy import Invitation, Membership, Role, Tenant
+from backend.models.usage import (
+    QuotaCounter,
+    QuotaReservation,
+    UsageKind,
+    UsageOutcome,
+    UsageRecord,
+)
 
 __all__ = [
     "ApiKey",
+    "Assistant",
+    "AssistantKnowledgeBase",
     "AuditEvent",
     "Base",
+    "Channel",
     "Chunk",
     "ChunkEmbedding",
+    "Conversation",
+    "ConversationStatus",
     "Document",
     "DocumentStatus",
     "Invitation",
     "KnowledgeBase",
     "Membership",
+    "Message",
+    "MessageFeedback",
+    "MessageRole",
+    "MessageStatus",
+    "ModelProvider",
+    "QuotaCounter",
+    "QuotaReservation",
+    "Rating",
     "RefreshToken",
     "Role",
     "Source",
@@ -35,5 +69,9 @@ __all__ = [
     "SourceSchedule",
     "Tenant",
     "TenantEmbeddingSettings",
+    "UnansweredQuestion",
+    "UsageKind",
+    "UsageOutcome",
+    "UsageRecord",
     "User",
 ]

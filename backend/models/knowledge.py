@@ -15,7 +15,6 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -27,11 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Base, CreatedAtMixin, IdMixin, TenantOwnedMixin
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
+from backend.models.base import Base, CreatedAtMixin, IdMixin, TenantOwnedMixin, str_enum
 
 
 class SourceKind(StrEnum):
@@ -82,7 +77,7 @@ class Source(IdMixin, TenantOwnedMixin, CreatedAtMixin, UpdatedAtMixin, Base):
     knowledge_base_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind, "source_kind"))
+    kind: Mapped[SourceKind] = mapped_column(str_enum(SourceKind, "source_kind"))
     title: Mapped[str | None] = mapped_column(String(500), nullable=True)
     url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Crawl settings: depth, page limit, include/exclude patterns.
@@ -113,7 +108,7 @@ class Document(IdMixin, TenantOwnedMixin, CreatedAtMixin, UpdatedAtMixin, Base):
     etag: Mapped[str | None] = mapped_column(String(500), nullable=True)
     last_modified: Mapped[str | None] = mapped_column(String(100), nullable=True)
     status: Mapped[DocumentStatus] = mapped_column(
-        _enum(DocumentStatus, "document_status"), default=DocumentStatus.queued
+        str_enum(DocumentStatus, "document_status"), default=DocumentStatus.queued
     )
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)

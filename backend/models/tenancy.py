@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Base, CreatedAtMixin, IdMixin, TenantOwnedMixin
+from backend.models.base import Base, CreatedAtMixin, IdMixin, TenantOwnedMixin, str_enum
 
 
 class Role(StrEnum):
@@ -20,7 +20,7 @@ class Role(StrEnum):
     viewer = "viewer"
 
 
-ROLE_ENUM = Enum(Role, name="member_role", values_callable=lambda e: [m.value for m in e])
+ROLE_ENUM = str_enum(Role, "member_role")
 
 
 class Tenant(IdMixin, CreatedAtMixin, Base):

@@ -16,14 +16,30 @@ class Permission(StrEnum):
     audit_read = "audit:read"
     knowledge_read = "knowledge:read"
     knowledge_write = "knowledge:write"
+    assistants_read = "assistants:read"
+    assistants_write = "assistants:write"
+    # Talk to assistants: create conversations, send messages, give feedback.
+    chat = "chat"
+    conversations_read = "conversations:read"
+    usage_read = "usage:read"
 
 
-_READ = frozenset({Permission.tenant_read, Permission.members_read, Permission.knowledge_read})
+_READ = frozenset(
+    {
+        Permission.tenant_read,
+        Permission.members_read,
+        Permission.knowledge_read,
+        Permission.assistants_read,
+        Permission.conversations_read,
+        Permission.usage_read,
+    }
+)
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.owner: frozenset(Permission),
     Role.admin: frozenset(Permission),
-    Role.agent: _READ,
+    # Agents answer people: they may talk to assistants, e.g. to try an answer.
+    Role.agent: _READ | {Permission.chat},
     Role.viewer: _READ,
 }
 
@@ -35,5 +51,10 @@ API_KEY_SCOPES: frozenset[Permission] = frozenset(
         Permission.members_read,
         Permission.knowledge_read,
         Permission.knowledge_write,
+        Permission.assistants_read,
+        Permission.assistants_write,
+        Permission.chat,
+        Permission.conversations_read,
+        Permission.usage_read,
     }
 )

@@ -1,4 +1,6 @@
-"""Checks on Parley's one JSON error shape: {"error", "detail", "fields"?}."""
+"""Checks on Parley's one JSON error shape: {"error", "detail", "fields"?}, plus "limit" and
+"resets_at" on quota refusals. The OpenAI-compatible API (/v1/...) answers in OpenAI's shape,
+{"error": {"message", "type", "param", "code"}}, checked here as the same information."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from typing import Any
 
 from httpx import Response
 
-ERROR_KEYS = {"error", "detail", "fields"}
+ERROR_KEYS = {"error", "detail", "fields", "limit", "resets_at"}
+OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 
 
 def assert_error(response: Response, status: int, error: str | None = None) -> dict[str, Any]:
@@ -16,8 +19,10 @@ def assert_error(response: Response, status: int, error: str | None = None) -> d
         f"got {response.status_code}: {response.text[:500]}"
     )
     assert response.headers.get("content-type", "").startswith("application/json"), response.headers
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert isinstance(body, dict), body
+    if response.request.url.path.startswith("/v1/"):
+        body = _from_openai_shape(body)
     assert {"error", "detail"} <= set(body) <= ERROR_KEYS, body
     assert isinstance(body["error"], str), body
     assert body["error"], body
@@ -33,6 +38,15 @@ def assert_error(response: Response, status: int, error: str | None = None) -> d
     if error is not None:
         assert body["error"] == error, body
     return body
+
+
+def _from_openai_shape(body: dict[str, Any]) -> dict[str, Any]:
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict), body
+    assert set(error) == OPENAI_ERROR_KEYS, body
+    assert error["type"] in ("invalid_request_error", "server_error"), body
+    return {"error": error["code"], "detail": error["message"]}
 
 
 def error_fields(response: Response) -> list[str]:

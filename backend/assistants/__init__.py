@@ -1,0 +1,1 @@
+"""Assistants: configuration, conversations, the reply engine and its public APIs."""

@@ -1,0 +1,514 @@
+"""The reply engine: retrieve, build the prompt, stream the answer, persist it with citations
+and usage.
+
+A reply runs in three short transactions, none of them open while the model is generating:
+1. `prepare_reply`: retrieval, the question saved, and the quota held (the hold is the last
+   statement, so its row lock lasts only until the commit);
+2. the stream itself, on no database connection;
+3. `ReplyRun.finish`: the answer saved, the usage ledger row written and the hold settled,
+   together. A client that goes away mid-answer still gets this step (shielded from the
+   cancellation), with the text generated so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.assistants import prompt
+from backend.assistants.providers import chat_model_for, chat_provider_for
+from backend.config import get_settings
+from backend.db import unit_of_work
+from backend.errors import NotFound
+from backend.knowledge.providers import tenant_endpoint
+from backend.knowledge.retrieval import SearchFailed, search
+from backend.knowledge.schemas import SearchHit
+from backend.llm import (
+    ChatMessage,
+    ChatProvider,
+    ChatRequest,
+    ContextPassage,
+    Finished,
+    ProviderError,
+    TextDelta,
+)
+from backend.llm.tokens import count_message_tokens, count_tokens
+from backend.models import (
+    Assistant,
+    AssistantKnowledgeBase,
+    Channel,
+    Conversation,
+    KnowledgeBase,
+    Message,
+    MessageRole,
+    MessageStatus,
+    UnansweredQuestion,
+)
+from backend.usage import ledger, quota
+from backend.usage.plans import plan_for
+
+log = structlog.get_logger(__name__)
+
+HISTORY_MESSAGES = 20
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+@dataclass(frozen=True)
+class NewConversation:
+    """A conversation to open together with its first message (OpenAI-compatible calls)."""
+
+    assistant_id: uuid.UUID
+    channel: Channel
+    external_user_id: str | None = None
+
+
+@dataclass
+class ReplyPlan:
+    tenant_id: uuid.UUID
+    assistant_id: uuid.UUID
+    conversation_id: uuid.UUID
+    question_id: uuid.UUID
+    question: str
+    fallback_message: str
+    request: ChatRequest
+    provider: ChatProvider | None
+    # Set when the answer must be the fallback without asking a model.
+    fallback_reason: str | None
+    citations: dict[int, dict[str, Any]]
+    reservation: quota.Reservation
+    prompt_tokens: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    question_message: Message | None = None
+
+
+@dataclass
+class ReplyResult:
+    question: Message
+    answer: Message
+    usage_id: uuid.UUID | None
+
+
+async def prepare_reply(
+    tenant_id: uuid.UUID,
+    content: str,
+    *,
+    conversation_id: uuid.UUID | None = None,
+    new_conversation: NewConversation | None = None,
+    history: list[ChatMessage] | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> ReplyPlan:
+    """Everything before generation, committed: raises QuotaExceeded (nothing saved) when a
+    limit is reached, NotFound for a conversation or assistant not in this workspace."""
+    async with unit_of_work(tenant_id=tenant_id) as session:
+        conversation, assistant = await _conversation_and_assistant(
+            session, tenant_id, conversation_id, new_conversation
+        )
+        if history is None:
+            history = await _history(session, conversation.id)
+        plan = await _plan(session, assistant, conversation, content, history)
+        request = plan.request
+        if temperature is not None or max_tokens is not None:
+            plan.request = ChatRequest(
+                messages=request.messages,
+                question=request.question,
+                passages=request.passages,
+                model=request.model,
+                temperature=request.temperature if temperature is None else temperature,
+                max_tokens=min(request.max_tokens, max_tokens or request.max_tokens),
+                language=request.language,
+            )
+        question = Message(
+            tenant_id=tenant_id,
+            conversation_id=conversation.id,
+            role=MessageRole.user,
+            content=content,
+            citations=[],
+            meta={},
+        )
+        session.add(question)
+        conversation.last_message_at = datetime.now(UTC)
+        conversation.title = conversation.title or content[:80]
+        await session.flush()
+        plan.question_id, plan.question_message = question.id, question
+        plan.reservation = await _reserve(session, assistant, conversation, plan)
+        return plan
+
+
+async def _conversation_and_assistant(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    new: NewConversation | None,
+) -> tuple[Conversation, Assistant]:
+    if new is not None:
+        assistant = await session.scalar(
+            select(Assistant).where(
+                Assistant.id == new.assistant_id, Assistant.tenant_id == tenant_id
+            )
+        )
+        if assistant is None:
+            raise NotFound("Assistant not found.")
+        conversation = Conversation(
+            tenant_id=tenant_id,
+            assistant_id=assistant.id,
+            channel=new.channel,
+            external_user_id=new.external_user_id,
+            meta={},
+        )
+        session.add(conversation)
+        await session.flush()
+        return conversation, assistant
+    found = (
+        await session.execute(
+            select(Conversation, Assistant)
+            .join(Assistant, Assistant.id == Conversation.assistant_id)
+            .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
+            .with_for_update(of=Conversation)
+        )
+    ).first()
+    if found is None:
+        raise NotFound("Conversation not found.")
+    return found[0], found[1]
+
+
+async def _history(session: AsyncSession, conversation_id: uuid.UUID) -> list[ChatMessage]:
+    rows = (
+        await session.execute(
+            select(Message.role, Message.content)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(HISTORY_MESSAGES)
+        )
+    ).all()
+    return [ChatMessage(role.value, text) for role, text in reversed(rows)]
+
+
+async def _plan(
+    session: AsyncSession,
+    assistant: Assistant,
+    conversation: Conversation,
+    content: str,
+    history: list[ChatMessage],
+) -> ReplyPlan:
+    settings = get_settings()
+    started = time.perf_counter()
+    hits, kb_count, retrieval_error = await _retrieve(session, assistant, content)
+    retrieval_ms = round((time.perf_counter() - started) * 1000, 2)
+    passages = prompt.fit_passages(
+        [_passage(i, hit) for i, hit in enumerate(hits, start=1)],
+        settings.context_token_budget,
+    )
+    citations = {i: _citation(i, hit) for i, hit in enumerate(hits, start=1)}
+    fallback_reason = None
+    if retrieval_error:
+        fallback_reason = "retrieval_failed"
+    elif kb_count and not passages:
+        fallback_reason = "no_context"
+    provider: ChatProvider | None = None
+    provider_error = None
+    if fallback_reason is None:
+        try:
+            provider = chat_provider_for(
+                assistant.provider, await tenant_endpoint(session, assistant.tenant_id)
+            )
+        except ProviderError as exc:
+            fallback_reason, provider_error = "provider_failed", exc.reason
+        if provider is not None and not provider.is_llm and not passages:
+            # The offline answer quotes passages; with none there is nothing to say.
+            await provider.aclose()
+            provider, fallback_reason = None, "no_context"
+    messages = prompt.build_messages(
+        instructions=assistant.instructions,
+        passages=passages,
+        has_knowledge=kb_count > 0,
+        history=history,
+        question=content,
+        history_budget=settings.history_token_budget,
+    )
+    request = ChatRequest(
+        messages=messages,
+        question=content,
+        passages=passages,
+        model=provider.model
+        if provider is not None and not provider.is_llm
+        else chat_model_for(assistant.model),
+        temperature=assistant.temperature,
+        max_tokens=assistant.max_answer_tokens,
+        language=assistant.language,
+    )
+    meta: dict[str, Any] = {
+        "retrieval_ms": retrieval_ms,
+        "passages": [
+            {"number": n, "score": c["score"], "document_id": c["document_id"]}
+            for n, c in citations.items()
+        ],
+    }
+    if retrieval_error:
+        meta["retrieval_error"] = retrieval_error
+    if provider_error:
+        meta["error"] = provider_error
+    return ReplyPlan(
+        tenant_id=assistant.tenant_id,
+        assistant_id=assistant.id,
+        conversation_id=conversation.id,
+        question_id=uuid.uuid4(),  # replaced once the question is saved
+        question=content,
+        fallback_message=assistant.fallback_message,
+        request=request,
+        provider=provider,
+        fallback_reason=fallback_reason,
+        citations={n: citations[n] for n in (p.number for p in passages)},
+        reservation=quota.Reservation(uuid.uuid4(), assistant.tenant_id, (), 0, 0),
+        prompt_tokens=count_message_tokens(messages),
+        meta=meta,
+    )
+
+
+async def _retrieve(
+    session: AsyncSession, assistant: Assistant, query: str
+) -> tuple[list[SearchHit], int, str | None]:
+    """The best passages across the assistant's knowledge bases, by similarity (fusion scores
+    of different knowledge bases are not comparable; cosine similarities are)."""
+    kbs = list(
+        await session.scalars(
+            select(KnowledgeBase)
+            .join(
+                AssistantKnowledgeBase,
+                AssistantKnowledgeBase.knowledge_base_id == KnowledgeBase.id,
+            )
+            .where(AssistantKnowledgeBase.assistant_id == assistant.id)
+        )
+    )
+    hits: list[SearchHit] = []
+    for kb in kbs:
+        try:
+            found = await search(
+                session, kb, query, top_k=assistant.top_k, threshold=assistant.threshold
+            )
+        except SearchFailed as exc:
+            return [], len(kbs), exc.reason
+        hits.extend(found.hits)
+    hits.sort(key=lambda h: -h.similarity)
+    return hits[: assistant.top_k], len(kbs), None
+
+
+def _passage(number: int, hit: SearchHit) -> ContextPassage:
+    c = hit.citation
+    return ContextPassage(
+        number=number,
+        text=hit.text,
+        title=c.title or c.filename,
+        url=c.url,
+        heading=" > ".join(c.heading_path) or (f"page {c.page}" if c.page else None),
+    )
+
+
+def _citation(number: int, hit: SearchHit) -> dict[str, Any]:
+    c = hit.citation
+    return {
+        "number": number,
+        "document_id": str(c.document_id),
+        "title": c.title,
+        "url": c.url,
+        "filename": c.filename,
+        "heading_path": c.heading_path,
+        "page": c.page,
+        "passage": hit.text,
+        "score": round(hit.similarity, 4),
+    }
+
+
+async def _reserve(
+    session: AsyncSession, assistant: Assistant, conversation: Conversation, plan: ReplyPlan
+) -> quota.Reservation:
+    _, limits = await plan_for(session, assistant.tenant_id)
+    wanted = [quota.month_limit(limits)]
+    if assistant.visitor_daily_message_cap is not None:
+        visitor = conversation.external_user_id or f"conversation:{conversation.id}"
+        wanted.append(
+            quota.visitor_day_limit(assistant.id, visitor, assistant.visitor_daily_message_cap)
+        )
+    # The most this reply can use: its prompt and a full-length answer. Settled to the actual.
+    asks_model = plan.provider is not None and plan.provider.is_llm
+    tokens = plan.prompt_tokens + plan.request.max_tokens if asks_model else 0
+    return await quota.reserve(session, assistant.tenant_id, wanted, replies=1, tokens=tokens)
+
+
+class ReplyRun:
+    """One generation: iterate `deltas()`, then `finish()` (also after a cancellation)."""
+
+    def __init__(self, plan: ReplyPlan) -> None:
+        self.plan = plan
+        self.parts: list[str] = []
+        self.finished: Finished | None = None
+        self.error: ProviderError | None = None
+        self.started = time.perf_counter()
+        self.first_token_ms: float | None = None
+        self._result: ReplyResult | None = None
+        self._finishing: asyncio.Task[ReplyResult] | None = None
+
+    @property
+    def falls_back(self) -> bool:
+        return self.plan.fallback_reason is not None or self.error is not None
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The answer's text as it is generated. Provider failures are not raised: the run
+        falls back, and `finish()` returns the fallback message as the answer."""
+        provider = self.plan.provider
+        if provider is None:
+            return
+        try:
+            async for event in provider.stream(self.plan.request):
+                if isinstance(event, TextDelta):
+                    if self.first_token_ms is None:
+                        self.first_token_ms = (time.perf_counter() - self.started) * 1000
+                    self.parts.append(event.text)
+                    yield event.text
+                elif isinstance(event, Finished):
+                    self.finished = event
+        except ProviderError as exc:
+            self.error = exc
+            log.warning("reply_provider_failed", reason=exc.reason, started=exc.started)
+        finally:
+            await provider.aclose()
+
+    async def finish(self, *, cancelled: bool = False) -> ReplyResult:
+        """Save the answer, write the ledger row and settle the quota, once. Shielded, so a
+        cancelled request still records what was consumed."""
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish(cancelled))
+        return await asyncio.shield(self._finishing)
+
+    async def _finish(self, cancelled: bool) -> ReplyResult:
+        plan = self.plan
+        text = "".join(self.parts)
+        completion = self._completion_tokens(text)
+        prompt_tokens = self._prompt_tokens()
+        asked_model = plan.provider is not None
+        if self.falls_back:
+            status, content, citations = MessageStatus.fallback, plan.fallback_message, []
+        elif cancelled:
+            status, content, citations = MessageStatus.cancelled, text, self._cited(text)
+        else:
+            status, content, citations = MessageStatus.complete, text, self._cited(text)
+        model = plan.request.model if asked_model else None
+        async with unit_of_work(tenant_id=plan.tenant_id) as session:
+            answer = Message(
+                tenant_id=plan.tenant_id,
+                conversation_id=plan.conversation_id,
+                role=MessageRole.assistant,
+                content=content,
+                status=status,
+                citations=citations,
+                prompt_tokens=prompt_tokens if asked_model else 0,
+                completion_tokens=completion if asked_model else 0,
+                model=model,
+                latency_ms=round((time.perf_counter() - self.started) * 1000),
+                meta=self._meta(),
+            )
+            session.add(answer)
+            await session.flush()
+            usage_id = None
+            charged = not self.falls_back
+            # A failure before any text consumed nothing; one midway is recorded at no cost.
+            if asked_model and (charged or completion > 0):
+                row = await ledger.record_reply(
+                    session,
+                    tenant_id=plan.tenant_id,
+                    assistant_id=plan.assistant_id,
+                    conversation_id=plan.conversation_id,
+                    message_id=answer.id,
+                    model=plan.request.model,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion,
+                    charged=charged,
+                )
+                usage_id = row.id
+            counts_tokens = charged and plan.provider is not None and plan.provider.is_llm
+            await quota.settle(
+                session,
+                plan.reservation.id,
+                replies=1 if charged else 0,
+                tokens=prompt_tokens + completion if counts_tokens else 0,
+            )
+            if self.falls_back:
+                await _record_unanswered(session, plan, self._fallback_reason())
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == plan.conversation_id)
+                .values(last_message_at=datetime.now(UTC))
+            )
+        if plan.question_message is None:
+            raise RuntimeError("a reply plan must come from prepare_reply")
+        self._result = ReplyResult(plan.question_message, answer, usage_id)
+        return self._result
+
+    def _fallback_reason(self) -> str:
+        return self.plan.fallback_reason or "provider_failed"
+
+    def _completion_tokens(self, text: str) -> int:
+        if self.finished is not None and self.finished.completion_tokens is not None:
+            return self.finished.completion_tokens
+        return count_tokens(text) if text else 0
+
+    def _prompt_tokens(self) -> int:
+        if self.finished is not None and self.finished.prompt_tokens is not None:
+            return self.finished.prompt_tokens
+        return self.plan.prompt_tokens
+
+    def _cited(self, text: str) -> list[dict[str, Any]]:
+        """The passages the answer cites by [n]; all of them when it cites none."""
+        numbers = {int(n) for n in _CITE.findall(text)} & set(self.plan.citations)
+        chosen = sorted(numbers) if numbers else sorted(self.plan.citations)
+        return [self.plan.citations[n] for n in chosen]
+
+    def _meta(self) -> dict[str, Any]:
+        provider = self.plan.provider
+        meta = dict(self.plan.meta)
+        meta["generator"] = "llm" if provider is not None and provider.is_llm else "extractive"
+        if provider is not None:
+            meta["provider"] = provider.name
+        if self.first_token_ms is not None:
+            meta["first_token_ms"] = round(self.first_token_ms, 2)
+        if self.falls_back:
+            meta["fallback_reason"] = self._fallback_reason()
+        if self.error is not None:
+            meta["error"] = self.error.reason
+        return meta
+
+
+async def _record_unanswered(session: AsyncSession, plan: ReplyPlan, reason: str) -> None:
+    session.add(
+        UnansweredQuestion(
+            tenant_id=plan.tenant_id,
+            assistant_id=plan.assistant_id,
+            conversation_id=plan.conversation_id,
+            question=plan.question,
+            reason=reason,
+            embedding=await _question_vector(plan.question),
+        )
+    )
+    await session.flush()
+
+
+async def _question_vector(question: str) -> list[float] | None:
+    """The local model's vector of a question, for grouping similar ones; None if the model
+    is not available (grouping then falls back to exact wording)."""
+    from backend.knowledge.providers import embed_texts
+
+    try:
+        return (await embed_texts("local:all-MiniLM-L6-v2", [question]))[0]
+    except Exception:  # grouping is a convenience; never lose the question over it
+        log.warning("unanswered_question_not_embedded", exc_info=True)
+        return None

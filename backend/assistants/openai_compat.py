@@ -1,0 +1,241 @@
+"""An OpenAI-compatible `POST /v1/chat/completions` where `model` names an assistant.
+
+Any OpenAI SDK app can then talk to a Parley assistant, with its knowledge, metering and
+quotas. Authentication is a Parley API key as the SDK's `api_key`. Each call is one exchange:
+the last message is the question; earlier user and assistant messages are its history. The
+client's system messages are ignored, so the assistant's own instructions stay in charge.
+Answers carry two extensions the SDK passes through: `citations` and `parley`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.assistants.engine import NewConversation, ReplyResult, ReplyRun, prepare_reply
+from backend.db import SessionDep, end_request_transaction
+from backend.errors import BadRequest, NotFound, ValidationFailed
+from backend.kit.sse import SSE_HEADERS, sse_event
+from backend.kit.text import PlainText
+from backend.llm import ChatMessage
+from backend.models import Assistant, Channel
+from backend.tenancy.context import TenantContext, require
+from backend.tenancy.permissions import Permission
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+Chat = Annotated[TenantContext, Depends(require(Permission.chat))]
+Read = Annotated[TenantContext, Depends(require(Permission.assistants_read))]
+
+
+class ContentPart(BaseModel):
+    type: str
+    text: PlainText | None = None
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: PlainText | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    # SDKs send many optional parameters; those Parley does not use are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200, description="An assistant's id or name")
+    messages: list[CompletionMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=16_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=16_000)
+    user: PlainText | None = Field(default=None, max_length=200)
+
+
+async def _assistant_named(session: AsyncSession, ctx: TenantContext, model: str) -> Assistant:
+    try:
+        wanted = Assistant.id == uuid.UUID(model)
+    except ValueError:
+        wanted = Assistant.name == model
+    found = list(
+        await session.scalars(
+            select(Assistant).where(wanted, Assistant.tenant_id == ctx.tenant_id).limit(2)
+        )
+    )
+    if not found:
+        raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
+    if len(found) > 1:
+        raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
+    return found[0]
+
+
+def _question_and_history(messages: list[CompletionMessage]) -> tuple[str, list[ChatMessage]]:
+    last = messages[-1]
+    if last.role != "user" or not last.text().strip():
+        raise ValidationFailed(
+            "The last message must be the user's question, with text.",
+            fields=[{"field": "messages", "message": "the last message must be a user message"}],
+        )
+    history = [
+        ChatMessage(m.role, m.text())
+        for m in messages[:-1]
+        if m.role in ("user", "assistant") and m.text()
+    ]
+    return last.text(), history
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: CompletionRequest, ctx: Chat, session: SessionDep
+) -> dict[str, Any] | StreamingResponse:
+    """OpenAI's chat completions, answered by the assistant `model` names."""
+    assistant = await _assistant_named(session, ctx, body.model)
+    question, history = _question_and_history(body.messages)
+    await end_request_transaction()
+    plan = await prepare_reply(
+        ctx.tenant_id,
+        question,
+        new_conversation=NewConversation(assistant.id, Channel.api, body.user),
+        history=history,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
+    run = ReplyRun(plan)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _chunks(run, completion_id, body.model, include_usage),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    async for _ in run.deltas():
+        pass
+    result = await run.finish()
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.answer.content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(result),
+        "citations": result.answer.citations,
+        "parley": _extension(result),
+    }
+
+
+def _usage(result: ReplyResult) -> dict[str, int]:
+    prompt, completion = result.answer.prompt_tokens, result.answer.completion_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _extension(result: ReplyResult) -> dict[str, Any]:
+    return {
+        "conversation_id": str(result.answer.conversation_id),
+        "message_id": str(result.answer.id),
+        "status": result.answer.status.value,
+        "generator": result.answer.meta.get("generator"),
+        "usage_id": str(result.usage_id) if result.usage_id else None,
+    }
+
+
+def _chunk(completion_id: str, model: str, delta: dict[str, Any], **extra: Any) -> bytes:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": extra.pop("finish", None)}],
+        **extra,
+    }
+    return sse_event(body)
+
+
+async def _chunks(
+    run: ReplyRun, completion_id: str, model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
+    sent = False
+    try:
+        async for text in run.deltas():
+            sent = True
+            yield _chunk(completion_id, model, {"content": text})
+    except BaseException:
+        await run.finish(cancelled=True)
+        raise
+    result = await run.finish()
+    if run.falls_back:
+        # The final text is the fallback message; a client that showed partial text gets a
+        # line break before it.
+        yield _chunk(
+            completion_id, model, {"content": ("\n\n" if sent else "") + result.answer.content}
+        )
+    yield _chunk(
+        completion_id,
+        model,
+        {},
+        finish="stop",
+        citations=result.answer.citations,
+        parley=_extension(result),
+    )
+    if include_usage:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "usage": _usage(result),
+        }
+        yield sse_event(body)
+    yield sse_event("[DONE]")
+
+
+@router.get("/models")
+async def list_models(ctx: Read, session: SessionDep) -> dict[str, Any]:
+    """The workspace's assistants as OpenAI models (`id` is the assistant's id)."""
+    assistants = await session.scalars(
+        select(Assistant)
+        .where(Assistant.tenant_id == ctx.tenant_id)
+        .order_by(Assistant.created_at)
+        .limit(1000)
+    )
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": str(a.id),
+                "object": "model",
+                "created": int(a.created_at.timestamp()),
+                "owned_by": "parley",
+                "name": a.name,
+            }
+            for a in assistants
+        ],
+    }

@@ -1,0 +1,240 @@
+"""Quotas: reserve before generating, settle after, so concurrent replies cannot overspend.
+
+A reservation raises the `*_reserved` columns of every counter it touches in one transaction,
+each with an UPDATE whose WHERE clause checks the limit against used + reserved + asked. The row
+lock serializes concurrent reservations of one counter, and PostgreSQL re-checks the WHERE
+clause on the locked row's newest version, so at the edge of a quota exactly as many requests
+win as fit. Settling moves the actual use into `*_used` and releases the rest.
+
+Counters are reserved in a fixed order (by scope), so two reservations never deadlock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.config import PlanLimits, get_settings
+from backend.errors import AppError
+from backend.models import QuotaReservation
+
+# Tokens are counted on the plan's counter only; a visitor's cap counts messages.
+PLAN_SCOPE = "plan"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit in one period: `replies`/`tokens` of None mean unlimited."""
+
+    scope: str
+    period_start: date
+    resets_at: datetime
+    replies: int | None
+    tokens: int | None
+    name: str  # for people: "monthly replies of the plan", "daily messages per visitor"
+
+
+class QuotaExceeded(AppError):
+    """The workspace's plan is used up for this period: 402, as paying more would help."""
+
+    status_code: ClassVar[int] = 402
+    code: ClassVar[str] = "quota_exceeded"
+
+    def __init__(self, detail: str, *, limit: str, resets_at: datetime) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.resets_at = resets_at
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "limit": self.limit, "resets_at": self.resets_at.isoformat()}
+
+
+class VisitorCapReached(QuotaExceeded):
+    """One visitor's daily messages are used up: 429 with Retry-After, as waiting helps."""
+
+    status_code: ClassVar[int] = 429
+    code: ClassVar[str] = "visitor_cap_reached"
+
+    def __init__(self, detail: str, *, limit: str, resets_at: datetime) -> None:
+        super().__init__(detail, limit=limit, resets_at=resets_at)
+        wait = max(1, int((resets_at - datetime.now(UTC)).total_seconds()) + 1)
+        self.headers = {"Retry-After": str(wait)}
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    limits: tuple[Limit, ...]
+    replies: int
+    tokens: int
+
+
+def month_limit(plan: PlanLimits, now: datetime | None = None) -> Limit:
+    now = now or datetime.now(UTC)
+    start = now.date().replace(day=1)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return Limit(
+        scope=PLAN_SCOPE,
+        period_start=start,
+        resets_at=datetime(following.year, following.month, 1, tzinfo=UTC),
+        replies=plan.monthly_replies,
+        tokens=plan.monthly_tokens,
+        name="the plan's monthly replies and tokens",
+    )
+
+
+def visitor_day_limit(
+    assistant_id: uuid.UUID, visitor: str, cap: int, now: datetime | None = None
+) -> Limit:
+    now = now or datetime.now(UTC)
+    day = now.date()
+    tomorrow = day + timedelta(days=1)
+    return Limit(
+        scope=f"visitor:{assistant_id}:{visitor}"[:300],
+        period_start=day,
+        resets_at=datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC),
+        replies=cap,
+        tokens=None,
+        name="the assistant's daily messages per visitor",
+    )
+
+
+_ENSURE = text(
+    "INSERT INTO quota_counters (id, tenant_id, scope, period_start, replies_used,"
+    " replies_reserved, tokens_used, tokens_reserved)"
+    " VALUES (gen_random_uuid(), :tenant, :scope, :period, 0, 0, 0, 0)"
+    " ON CONFLICT DO NOTHING"
+)
+_RESERVE = text(
+    "UPDATE quota_counters"
+    " SET replies_reserved = replies_reserved + :replies,"
+    "     tokens_reserved = tokens_reserved + :tokens"
+    " WHERE tenant_id = :tenant AND scope = :scope AND period_start = :period"
+    "   AND (CAST(:replies_limit AS bigint) IS NULL"
+    "        OR replies_used + replies_reserved + :replies <= :replies_limit)"
+    "   AND (CAST(:tokens_limit AS bigint) IS NULL"
+    "        OR tokens_used + tokens_reserved + :tokens <= :tokens_limit)"
+    " RETURNING replies_used, tokens_used"
+)
+_SETTLE = text(
+    "UPDATE quota_counters"
+    " SET replies_reserved = GREATEST(replies_reserved - :held_replies, 0),"
+    "     tokens_reserved = GREATEST(tokens_reserved - :held_tokens, 0),"
+    "     replies_used = replies_used + :used_replies,"
+    "     tokens_used = tokens_used + :used_tokens"
+    " WHERE tenant_id = :tenant AND scope = :scope AND period_start = :period"
+)
+
+
+async def reserve(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    limits: list[Limit],
+    *,
+    replies: int = 1,
+    tokens: int = 0,
+) -> Reservation:
+    """Hold `replies` and `tokens` on every limit, or raise QuotaExceeded naming the first
+    limit that has no room. Call it in a transaction of its own: the caller commits it at once,
+    so the hold is visible to every other request while the reply is generated."""
+    ordered = sorted(limits, key=lambda limit: (limit.scope, limit.period_start))
+    for limit in ordered:
+        params = {"tenant": tenant_id, "scope": limit.scope, "period": limit.period_start}
+        await session.execute(_ENSURE, params)
+        held = await session.execute(
+            _RESERVE,
+            {
+                **params,
+                "replies": replies,
+                "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
+                "replies_limit": limit.replies,
+                "tokens_limit": limit.tokens,
+            },
+        )
+        if held.first() is None:
+            raise _refusal(limit)
+    ttl = timedelta(seconds=get_settings().quota_reservation_ttl_seconds)
+    row = QuotaReservation(
+        tenant_id=tenant_id,
+        counters=[[limit.scope, limit.period_start.isoformat()] for limit in ordered],
+        replies=replies,
+        tokens=tokens,
+        expires_at=datetime.now(UTC) + ttl,
+    )
+    session.add(row)
+    await session.flush()
+    return Reservation(row.id, tenant_id, tuple(ordered), replies, tokens)
+
+
+def _refusal(limit: Limit) -> QuotaExceeded:
+    when = limit.resets_at.strftime("%Y-%m-%d %H:%M UTC")
+    if limit.scope == PLAN_SCOPE:
+        return QuotaExceeded(
+            f"This workspace has used up {limit.name}; it resets on {when}. "
+            "Upgrade the plan for more.",
+            limit="plan_monthly",
+            resets_at=limit.resets_at,
+        )
+    return VisitorCapReached(
+        f"This visitor has reached {limit.name}; it resets at {when}.",
+        limit="visitor_daily",
+        resets_at=limit.resets_at,
+    )
+
+
+async def settle(
+    session: AsyncSession, reservation_id: uuid.UUID, *, replies: int, tokens: int
+) -> bool:
+    """Turn a hold into actual use (0 and 0 to release it). Idempotent: a reservation that was
+    already settled, or released by the sweep, changes nothing; returns whether it was held."""
+    held = (
+        await session.execute(
+            text(
+                "DELETE FROM quota_reservations WHERE id = :id"
+                " RETURNING tenant_id, counters, replies, tokens"
+            ),
+            {"id": reservation_id},
+        )
+    ).first()
+    if held is None:
+        return False
+    await _apply(session, held, used_replies=replies, used_tokens=tokens)
+    return True
+
+
+async def _apply(session: AsyncSession, held: Any, *, used_replies: int, used_tokens: int) -> None:
+    tenant_id, counters, held_replies, held_tokens = held
+    for scope, period in counters:
+        await session.execute(
+            _SETTLE,
+            {
+                "tenant": tenant_id,
+                "scope": scope,
+                "period": date.fromisoformat(period),
+                "held_replies": held_replies,
+                "held_tokens": held_tokens if scope == PLAN_SCOPE else 0,
+                "used_replies": used_replies,
+                "used_tokens": used_tokens if scope == PLAN_SCOPE else 0,
+            },
+        )
+
+
+async def expired_reservations(
+    session: AsyncSession, now: datetime | None = None, limit: int = 1000
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(reservation, tenant) of holds whose reply never settled (its process died). Read in
+    the scheduler's scope, which sees reservations of every workspace but changes nothing."""
+    rows = await session.execute(
+        text(
+            "SELECT id, tenant_id FROM quota_reservations WHERE expires_at < :now"
+            " ORDER BY expires_at LIMIT :limit"
+        ),
+        {"now": now or datetime.now(UTC), "limit": limit},
+    )
+    return [(row.id, row.tenant_id) for row in rows]
