@@ -20,9 +20,8 @@ from backend.db import get_engine
 from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
 from backend.jobs import close_arq_pool
+from backend.knowledge.endpoints import provider_settings_router, upload_body_limit
 from backend.knowledge.endpoints import router as knowledge_router
-from backend.knowledge.endpoints import settings_router as provider_settings_router
-from backend.knowledge.endpoints import upload_body_limit
 from backend.logging import configure_logging
 from backend.middleware import (
     BodySizeLimitMiddleware,
@@ -73,10 +72,8 @@ def create_app() -> FastAPI:
         openai_compatible_router,
     ):
         app.include_router(router)
-    app.include_router(provider_settings_router, prefix="/api/v1/provider-settings")
-    app.include_router(
-        provider_settings_router, prefix="/api/v1/embedding-settings", deprecated=True
-    )
+    app.include_router(provider_settings_router("/api/v1/provider-settings"))
+    app.include_router(provider_settings_router("/api/v1/embedding-settings", deprecated=True))
     # Added last = outermost: request context wraps the size limit, which wraps the transaction.
     app.add_middleware(TransactionMiddleware)
     app.add_middleware(

@@ -295,6 +295,12 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", _AS + "/{assistant_id}/unanswered-questions"): Case(
         Access.tenant, 200, Permission.assistants_read
     ),
+    ("POST", _AS + "/{assistant_id}/unanswered-questions/resolve"): Case(
+        Access.tenant,
+        200,
+        Permission.assistants_write,
+        _json(lambda: {"question_ids": [str(uuid.uuid4())]}),
+    ),
     ("POST", _CONV): Case(Access.tenant, 201, Permission.chat, _conversation_body),
     ("GET", _CONV): Case(Access.tenant, 200, Permission.conversations_read),
     ("GET", _CONV + "/{conversation_id}"): Case(Access.tenant, 200, Permission.conversations_read),

@@ -106,3 +106,19 @@ async def list_unanswered_questions(
     largest groups first: what to add to the knowledge bases next."""
     assistant = await service.get_assistant(session, ctx, assistant_id)
     return await unanswered.grouped(session, assistant.id, limit=limit)
+
+
+@router.post(
+    "/{assistant_id}/unanswered-questions/resolve", response_model=schemas.ResolvedQuestions
+)
+async def resolve_unanswered_questions(
+    assistant_id: uuid.UUID,
+    body: schemas.ResolveQuestions,
+    ctx: Write,
+    session: SessionDep,
+) -> schemas.ResolvedQuestions:
+    """Mark questions as handled (their answer was added to a knowledge base): they leave the
+    grouped list. Ids of other assistants' questions are ignored."""
+    assistant = await service.get_assistant(session, ctx, assistant_id)
+    resolved = await unanswered.resolve(session, assistant.id, body.question_ids)
+    return schemas.ResolvedQuestions(resolved=resolved)

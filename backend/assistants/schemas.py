@@ -186,6 +186,16 @@ class UnansweredGroup(BaseModel):
     question_ids: list[uuid.UUID]
 
 
+class ResolveQuestions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question_ids: list[uuid.UUID] = Field(min_length=1, max_length=1000)
+
+
+class ResolvedQuestions(BaseModel):
+    resolved: int = Field(description="How many open questions were marked resolved")
+
+
 class UsageBucket(BaseModel):
     key: str
     replies: int

@@ -8,10 +8,11 @@ questions take milliseconds in numpy; no clustering is stored, so groups follow 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants.schemas import UnansweredGroup
@@ -77,3 +78,18 @@ def _group(group: dict[str, Any]) -> UnansweredGroup:
         examples=examples,
         question_ids=[m.id for m in members],
     )
+
+
+async def resolve(
+    session: AsyncSession, assistant_id: uuid.UUID, question_ids: list[uuid.UUID]
+) -> int:
+    result = await session.execute(
+        update(UnansweredQuestion)
+        .where(
+            UnansweredQuestion.assistant_id == assistant_id,
+            UnansweredQuestion.id.in_(question_ids),
+            UnansweredQuestion.resolved_at.is_(None),
+        )
+        .values(resolved_at=datetime.now(UTC))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -292,9 +292,6 @@ def upload_body_limit() -> tuple[re.Pattern[str], int]:
     return UPLOAD_PATH, get_settings().upload_max_bytes + MULTIPART_OVERHEAD
 
 
-# The workspace's own OpenAI-compatible endpoint and key, for embeddings and for replies. It is
-# served at /api/v1/provider-settings, and at its first name, /api/v1/embedding-settings.
-settings_router = APIRouter(tags=["settings"])
 Manage = Annotated[TenantContext, Depends(require(Permission.tenant_manage))]
 
 
@@ -307,14 +304,12 @@ def _settings_read(row: TenantEmbeddingSettings | None) -> schemas.EmbeddingSett
     )
 
 
-@settings_router.get("", response_model=schemas.EmbeddingSettingsRead)
 async def get_embedding_settings(ctx: Manage, session: SessionDep) -> schemas.EmbeddingSettingsRead:
     """The workspace's own OpenAI-compatible endpoint, used for `openai:` embedding models and
     for assistants' replies (the key itself is never shown)."""
     return _settings_read(await service.get_embedding_settings(session, ctx))
 
 
-@settings_router.put("", response_model=schemas.EmbeddingSettingsRead)
 async def set_embedding_settings(
     body: schemas.EmbeddingSettingsUpdate, ctx: Manage, session: SessionDep
 ) -> schemas.EmbeddingSettingsRead:
@@ -323,7 +318,22 @@ async def set_embedding_settings(
     return _settings_read(await service.set_embedding_settings(session, ctx, body))
 
 
-@settings_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
 async def clear_embedding_settings(ctx: Manage, session: SessionDep) -> None:
     """Go back to the platform's endpoint and key."""
     await service.clear_embedding_settings(session, ctx)
+
+
+def provider_settings_router(prefix: str, *, deprecated: bool = False) -> APIRouter:
+    """The workspace's own OpenAI-compatible endpoint and key, for embeddings and replies.
+
+    Served at /api/v1/provider-settings, and at its first name, /api/v1/embedding-settings.
+    Each path gets a router of its own, so that request logs and metrics name the route.
+    """
+    router = APIRouter(prefix=prefix, tags=["settings"], deprecated=deprecated)
+    read = schemas.EmbeddingSettingsRead
+    router.add_api_route("", get_embedding_settings, methods=["GET"], response_model=read)
+    router.add_api_route("", set_embedding_settings, methods=["PUT"], response_model=read)
+    router.add_api_route(
+        "", clear_embedding_settings, methods=["DELETE"], status_code=status.HTTP_204_NO_CONTENT
+    )
+    return router

@@ -277,6 +277,17 @@ async def test_nothing_relevant_gives_the_fallback_and_records_the_question(
     assert set(biggest["examples"]) <= set(questions[:3])
     assert "What is the capital of Mongolia?" not in biggest["examples"]
 
+    resolved = await client.post(
+        f"/api/v1/assistants/{assistant['id']}/unanswered-questions/resolve",
+        json={"question_ids": biggest["question_ids"] + [str(uuid.uuid4())]},
+        headers=owner.headers(),
+    )
+    assert resolved.json() == {"resolved": biggest["count"]}
+    left = await client.get(
+        f"/api/v1/assistants/{assistant['id']}/unanswered-questions", headers=owner.headers()
+    )
+    assert sum(g["count"] for g in left.json()) == 4 - biggest["count"]
+
 
 async def test_an_assistant_without_knowledge_just_asks_the_model(
     client: AsyncClient, chat_server: ChatStandIn
