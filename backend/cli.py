@@ -448,19 +448,32 @@ async def _seed_demo(password: str) -> SeedOutcome:
     from fastapi_users.password import PasswordHelper
 
     from backend.auth.service import create_user, get_user_by_email
-    from backend.db import unit_of_work
-    from backend.tenancy.service import create_tenant
+    from backend.db import set_user_context, unit_of_work
+    from backend.tenancy.service import create_tenant, list_user_tenants
+    from backend.widget.demo import seed_demo_assistant
+    from backend.widget.endpoints import DEMO_FILE
 
+    outcome: SeedOutcome = "created"
     async with unit_of_work() as session:
         user = await get_user_by_email(session, DEMO_EMAIL)
         if user is not None:
             verified, _ = PasswordHelper().verify_and_update(password, user.hashed_password)
-            return "exists" if verified else "other-password"
-        user = await create_user(
-            session, email=DEMO_EMAIL, password=password, full_name="Demo Owner", verified=True
-        )
-        await create_tenant(session, owner_id=user.id, name=DEMO_TENANT_NAME, slug=DEMO_TENANT_SLUG)
-    return "created"
+            outcome = "exists" if verified else "other-password"
+            await set_user_context(session, user.id)
+            owned = [t for t, _ in await list_user_tenants(session, user.id)]
+            tenant_id = next((t.id for t in owned if t.slug == DEMO_TENANT_SLUG), None)
+        else:
+            user = await create_user(
+                session, email=DEMO_EMAIL, password=password, full_name="Demo Owner", verified=True
+            )
+            tenant = await create_tenant(
+                session, owner_id=user.id, name=DEMO_TENANT_NAME, slug=DEMO_TENANT_SLUG
+            )
+            tenant_id = tenant.id
+    if tenant_id is not None:
+        async with unit_of_work(tenant_id=tenant_id) as session:
+            await seed_demo_assistant(session, tenant_id, get_settings().data_dir / DEMO_FILE)
+    return outcome
 
 
 # parley create-user -------------------------------------------------------------------------

@@ -154,12 +154,25 @@ class Settings(BaseSettings):
     history_token_budget: int = Field(default=1_500, ge=0, le=200_000)
     # A reservation not settled within this time (its process died) is released by a sweep.
     quota_reservation_ttl_seconds: int = Field(default=900, ge=60)
+    # The chat widget.
+    widget_dir: Path | None = None  # default: widget/dist of the source tree
+    widget_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    widget_heartbeat_seconds: float = Field(default=25.0, gt=0, le=300)
+    widget_replay_events: int = Field(default=2000, ge=10, le=100_000)
+    widget_replay_hours: int = Field(default=24, ge=1, le=24 * 30)
+    widget_visitor_messages_per_minute: int = Field(default=20, ge=1)
+    widget_ip_messages_per_minute: int = Field(default=60, ge=1)
+    widget_max_message_chars: int = Field(default=2000, ge=1, le=8000)
     # Prices per model, as JSON: {"gpt-4o-mini": {"prompt": 150000, "completion": 600000}}.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
     def resolved_storage_dir(self) -> Path:
         return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def resolved_widget_dir(self) -> Path:
+        return self.widget_dir or Path(__file__).resolve().parent.parent / "widget" / "dist"
 
     @property
     def resolved_model_cache_dir(self) -> Path:

@@ -31,11 +31,17 @@ from backend.middleware import (
 from backend.redis import get_redis
 from backend.tenancy.endpoints import router as tenancy_router
 from backend.usage.endpoints import router as usage_router
+from backend.widget.endpoints import router as widget_router
+from backend.widget.events import close_hub
+from backend.widget.replies import wait_for_replies
+from backend.widget.socket import router as widget_socket_router
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
+    await wait_for_replies()
+    await close_hub()
     await close_arq_pool()
     await get_redis().aclose()
     await get_engine().dispose()
@@ -70,6 +76,8 @@ def create_app() -> FastAPI:
         feedback_router,
         usage_router,
         openai_compatible_router,
+        widget_router,
+        widget_socket_router,
     ):
         app.include_router(router)
     app.include_router(provider_settings_router("/api/v1/provider-settings"))

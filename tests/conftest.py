@@ -22,6 +22,8 @@ import asyncpg
 import pytest
 from httpx import ASGITransport, AsyncClient
 
+pytest_plugins = ["tests.assistants.fixtures"]
+
 ADMIN_URL = os.environ.get("PARLEY_TEST_ADMIN_DATABASE_URL")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL")
 DB_NAME = f"parley_test_{os.getpid()}"
@@ -149,3 +151,29 @@ def recorded_jobs() -> Iterator[list[object]]:
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+async def parley_url(app: object) -> AsyncIterator[str]:
+    """A Parley API served by uvicorn on a free loopback port, in the tests' event loop, for
+    real clients: the OpenAI SDK, WebSockets, browsers."""
+    import socket
+
+    import uvicorn
+
+    from backend.main import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # No lifespan: its shutdown would dispose the engine the other tests share.
+    config = uvicorn.Config(
+        create_app(), host="127.0.0.1", port=port, lifespan="off", ws_per_message_deflate=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task

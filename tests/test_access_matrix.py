@@ -292,6 +292,12 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", _AS + "/{assistant_id}/rotate-public-key"): Case(
         Access.tenant, 200, Permission.assistants_write
     ),
+    ("GET", _AS + "/{assistant_id}/identity-secret"): Case(
+        Access.tenant, 200, Permission.assistants_write
+    ),
+    ("POST", _AS + "/{assistant_id}/rotate-identity-secret"): Case(
+        Access.tenant, 200, Permission.assistants_write
+    ),
     ("GET", _AS + "/{assistant_id}/unanswered-questions"): Case(
         Access.tenant, 200, Permission.assistants_read
     ),

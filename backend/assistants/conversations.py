@@ -14,7 +14,7 @@ from sqlalchemy import select
 from backend.assistants import schemas, service
 from backend.assistants.engine import ReplyResult, ReplyRun, prepare_reply
 from backend.db import SessionDep, end_request_transaction
-from backend.errors import NotFound, ValidationFailed
+from backend.errors import NotFound
 from backend.kit.pagination import Page, PageParams, next_cursor_of, page_params
 from backend.kit.pagination import paginate_newest_first as newest_first
 from backend.kit.sse import SSE_HEADERS, sse_event
@@ -23,7 +23,6 @@ from backend.models import (
     Conversation,
     Message,
     MessageFeedback,
-    MessageRole,
 )
 from backend.tenancy.context import TenantContext, require
 from backend.tenancy.permissions import Permission
@@ -177,23 +176,4 @@ async def give_feedback(
     message_id: uuid.UUID, body: schemas.FeedbackCreate, ctx: Chat, session: SessionDep
 ) -> MessageFeedback:
     """Thumbs up or down, with an optional comment, on an answer. Sending again replaces it."""
-    message = await session.scalar(
-        select(Message).where(Message.id == message_id, Message.tenant_id == ctx.tenant_id)
-    )
-    if message is None:
-        raise NotFound("Message not found.")
-    if message.role is not MessageRole.assistant:
-        raise ValidationFailed(
-            "Feedback is given on the assistant's answers, not on questions.",
-            fields=[{"field": "message_id", "message": "not an answer"}],
-        )
-    feedback = await session.scalar(
-        select(MessageFeedback).where(MessageFeedback.message_id == message.id)
-    )
-    if feedback is None:
-        feedback = MessageFeedback(tenant_id=ctx.tenant_id, message_id=message.id)
-        session.add(feedback)
-    feedback.rating = body.rating
-    feedback.comment = body.comment
-    await session.flush()
-    return feedback
+    return await service.set_feedback(session, ctx.tenant_id, message_id, body.rating, body.comment)

@@ -15,6 +15,7 @@ from backend.kit.pagination import paginate_newest_first as newest_first
 from backend.models import Assistant
 from backend.tenancy.context import TenantContext, require
 from backend.tenancy.permissions import Permission
+from backend.widget.visitors import identity_secret
 
 router = APIRouter(prefix="/api/v1/assistants", tags=["assistants"])
 
@@ -122,3 +123,26 @@ async def resolve_unanswered_questions(
     assistant = await service.get_assistant(session, ctx, assistant_id)
     resolved = await unanswered.resolve(session, assistant.id, body.question_ids)
     return schemas.ResolvedQuestions(resolved=resolved)
+
+
+@router.get("/{assistant_id}/identity-secret", response_model=schemas.IdentitySecret)
+async def get_identity_secret(
+    assistant_id: uuid.UUID, ctx: Write, session: SessionDep
+) -> schemas.IdentitySecret:
+    """The secret the business's server signs its user ids with (HMAC-SHA256, hex), for the
+    widget's identity verification. Keep it on the server; never put it in a page."""
+    assistant = await service.get_assistant(session, ctx, assistant_id)
+    return schemas.IdentitySecret(
+        identity_secret=identity_secret(assistant.id, assistant.identity_secret_version)
+    )
+
+
+@router.post("/{assistant_id}/rotate-identity-secret", response_model=schemas.IdentitySecret)
+async def rotate_identity_secret(
+    assistant_id: uuid.UUID, ctx: Write, session: SessionDep
+) -> schemas.IdentitySecret:
+    """A new identity secret; hashes made with the old one stop verifying at once."""
+    assistant = await service.rotate_identity_secret(session, ctx, assistant_id)
+    return schemas.IdentitySecret(
+        identity_secret=identity_secret(assistant.id, assistant.identity_secret_version)
+    )

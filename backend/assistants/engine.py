@@ -107,6 +107,7 @@ async def prepare_reply(
     history: list[ChatMessage] | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    question_meta: dict[str, Any] | None = None,
 ) -> ReplyPlan:
     """Everything before generation, committed: raises QuotaExceeded (nothing saved) when a
     limit is reached, NotFound for a conversation or assistant not in this workspace."""
@@ -134,7 +135,7 @@ async def prepare_reply(
             role=MessageRole.user,
             content=content,
             citations=[],
-            meta={},
+            meta=question_meta or {},
         )
         session.add(question)
         conversation.last_message_at = datetime.now(UTC)
@@ -350,6 +351,8 @@ class ReplyRun:
 
     def __init__(self, plan: ReplyPlan) -> None:
         self.plan = plan
+        # Known before the answer is saved, so streamed pieces can name their message.
+        self.answer_id = uuid.uuid4()
         self.parts: list[str] = []
         self.finished: Finished | None = None
         self.error: ProviderError | None = None
@@ -405,6 +408,7 @@ class ReplyRun:
         model = plan.request.model if asked_model else None
         async with unit_of_work(tenant_id=plan.tenant_id) as session:
             answer = Message(
+                id=self.answer_id,
                 tenant_id=plan.tenant_id,
                 conversation_id=plan.conversation_id,
                 role=MessageRole.assistant,

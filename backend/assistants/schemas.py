@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
 from backend.kit.text import PlainText
 from backend.models import (
@@ -24,6 +24,25 @@ DEFAULT_FALLBACK = (
 )
 Question = PlainText  # the end user's text: plain, no NUL bytes
 LanguageCode = Literal["en", "ru"]
+
+
+HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+# scheme://host[:port], as browsers send it in Origin: no path, no trailing slash.
+ORIGIN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
+
+
+class Appearance(BaseModel):
+    """How the widget looks; unset fields take the widget's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: PlainText | None = Field(default=None, max_length=100)
+    primary_color: str | None = Field(default=None, pattern=HEX_COLOR)
+    text_color: str | None = Field(default=None, pattern=HEX_COLOR)
+    position: Literal["right", "left"] | None = None
+    avatar_url: HttpUrl | None = None
+    launcher_icon: Literal["chat", "help", "message"] | None = None
+    greeting: PlainText | None = Field(default=None, max_length=200)
 
 
 class AssistantFields(BaseModel):
@@ -56,6 +75,15 @@ class AssistantFields(BaseModel):
     visitor_daily_message_cap: int | None = Field(
         default=None, ge=1, le=100_000, description="Messages per visitor per day; null: no cap"
     )
+    allowed_origins: list[Annotated[str, StringConstraints(pattern=ORIGIN)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="Sites the widget may run on, like 'https://shop.example.com'",
+    )
+    allow_all_origins: bool | None = Field(
+        default=None, description="Let the widget run on any site (an explicit choice)"
+    )
+    appearance: Appearance | None = None
 
 
 class AssistantCreate(AssistantFields):
@@ -85,6 +113,9 @@ class AssistantRead(BaseModel):
     language: str
     visitor_daily_message_cap: int | None
     public_key: str
+    allowed_origins: list[str]
+    allow_all_origins: bool
+    appearance: Appearance
     created_at: datetime
     updated_at: datetime
 
@@ -184,6 +215,10 @@ class UnansweredGroup(BaseModel):
     last_asked_at: datetime
     examples: list[str] = Field(description="Up to 5 distinct wordings")
     question_ids: list[uuid.UUID]
+
+
+class IdentitySecret(BaseModel):
+    identity_secret: str
 
 
 class ResolveQuestions(BaseModel):

@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.assistants import schemas
 from backend.audit.service import record
 from backend.errors import NotFound, ValidationFailed
-from backend.models import Assistant, AssistantKnowledgeBase, KnowledgeBase
+from backend.models import (
+    Assistant,
+    AssistantKnowledgeBase,
+    KnowledgeBase,
+    Message,
+    MessageFeedback,
+    MessageRole,
+    Rating,
+)
 from backend.tenancy.context import TenantContext
 
 PUBLIC_KEY_PREFIX = "pk_"
@@ -34,9 +42,12 @@ _SCALAR_FIELDS = (
     "fallback_message",
     "language",
     "visitor_daily_message_cap",
+    "allowed_origins",
+    "allow_all_origins",
+    "appearance",
 )
 # Fields a PATCH may set back to null.
-_NULLABLE = {"model", "threshold", "welcome_message", "visitor_daily_message_cap"}
+_NULLABLE = {"model", "threshold", "welcome_message", "visitor_daily_message_cap", "appearance"}
 
 
 def new_public_key() -> str:
@@ -76,6 +87,10 @@ async def create_assistant(
         public_key=new_public_key(),
         fallback_message=body.fallback_message or schemas.DEFAULT_FALLBACK,
         suggested_questions=[],
+        allowed_origins=[],
+        allow_all_origins=False,
+        appearance={},
+        identity_secret_version=1,
     )
     _apply_fields(assistant, body.model_dump(exclude_unset=True, exclude={"knowledge_base_ids"}))
     session.add(assistant)
@@ -113,7 +128,12 @@ async def update_assistant(
 def _apply_fields(assistant: Assistant, values: dict[str, Any]) -> None:
     for name in _SCALAR_FIELDS:
         if name in values:
-            setattr(assistant, name, values[name])
+            value = values[name]
+            if name == "appearance":
+                value = schemas.Appearance.model_validate(value or {}).model_dump(
+                    mode="json", exclude_none=True
+                )
+            setattr(assistant, name, value)
 
 
 async def _attach(
@@ -162,3 +182,47 @@ async def rotate_public_key(
     await session.flush()
     await record(session, ctx, "assistant.public_key_rotated", "assistant", assistant.id)
     return assistant
+
+
+async def rotate_identity_secret(
+    session: AsyncSession, ctx: TenantContext, assistant_id: uuid.UUID
+) -> Assistant:
+    assistant = await get_assistant(session, ctx, assistant_id)
+    assistant.identity_secret_version += 1
+    await session.flush()
+    await record(session, ctx, "assistant.identity_secret_rotated", "assistant", assistant.id)
+    return assistant
+
+
+async def set_feedback(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    message_id: uuid.UUID,
+    rating: Rating,
+    comment: str | None = None,
+    *,
+    conversation_id: uuid.UUID | None = None,
+) -> MessageFeedback:
+    """Record (or replace) feedback on an answer; `conversation_id` confines it to one
+    conversation (a widget visitor may rate only their own)."""
+    statement = select(Message).where(Message.id == message_id, Message.tenant_id == tenant_id)
+    if conversation_id is not None:
+        statement = statement.where(Message.conversation_id == conversation_id)
+    message = await session.scalar(statement)
+    if message is None:
+        raise NotFound("Message not found.")
+    if message.role is not MessageRole.assistant:
+        raise ValidationFailed(
+            "Feedback is given on the assistant's answers, not on questions.",
+            fields=[{"field": "message_id", "message": "not an answer"}],
+        )
+    feedback = await session.scalar(
+        select(MessageFeedback).where(MessageFeedback.message_id == message.id)
+    )
+    if feedback is None:
+        feedback = MessageFeedback(tenant_id=tenant_id, message_id=message.id)
+        session.add(feedback)
+    feedback.rating = rating
+    feedback.comment = comment
+    await session.flush()
+    return feedback

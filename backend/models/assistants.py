@@ -14,6 +14,7 @@ from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -91,6 +92,13 @@ class Assistant(IdMixin, TenantOwnedMixin, CreatedAtMixin, UpdatedAtMixin, Base)
     visitor_daily_message_cap: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Identifies the assistant to public channels (the widget); not a secret, but rotatable.
     public_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The widget: where it may run, and how it looks.
+    allowed_origins: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    allow_all_origins: Mapped[bool] = mapped_column(Boolean, default=False)
+    appearance: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Identity verification: the secret is derived from Parley's secret key and this version
+    # (nothing secret is stored); rotating it bumps the version.
+    identity_secret_version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class AssistantKnowledgeBase(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):

@@ -4,22 +4,18 @@ API, and a client that hangs up mid-answer cancels generation but not metering."
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from backend.db import unit_of_work
-from backend.main import create_app
 from backend.models import Message, MessageRole, MessageStatus, QuotaCounter, UsageRecord
 from backend.tenancy.permissions import Permission
-from tests.assistants.conftest import KnowledgeMaker, PlanSetter, limits
+from tests.assistants.fixtures import KnowledgeMaker, PlanSetter, limits
 from tests.factories.accounts import Account
 from tests.factories.assistants import create_assistant, open_conversation
 from tests.factories.tenancy import make_workspace
@@ -27,24 +23,6 @@ from tests.factories.workspaces import create_api_key
 from tests.standins.openai_chat import ChatStandIn
 
 SATURDAY = "When does the shop open on Saturdays?"
-
-
-@pytest.fixture(scope="module")
-async def parley_url(app: object) -> AsyncIterator[str]:
-    """A Parley API served by uvicorn on a free loopback port, in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    # No lifespan: the shutdown hook would dispose the engine the other tests share.
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
 
 
 async def _sdk(client: httpx.AsyncClient, owner: Account, base_url: str) -> openai.AsyncOpenAI:

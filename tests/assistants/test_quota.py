@@ -14,7 +14,7 @@ from backend.db import unit_of_work
 from backend.models import Message, QuotaCounter, QuotaReservation, UsageRecord
 from backend.usage import quota
 from backend.usage.tasks import release_stale_reservations
-from tests.assistants.conftest import KnowledgeMaker, PlanSetter, limits
+from tests.assistants.fixtures import KnowledgeMaker, PlanSetter, limits
 from tests.factories.accounts import Account
 from tests.factories.assistants import ask, create_assistant, open_conversation
 from tests.factories.responses import assert_error

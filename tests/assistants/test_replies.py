@@ -12,7 +12,7 @@ from backend.config import get_settings
 from backend.db import unit_of_work
 from backend.models import QuotaCounter, UnansweredQuestion, UsageOutcome, UsageRecord
 from backend.usage.quota import PLAN_SCOPE
-from tests.assistants.conftest import KnowledgeMaker
+from tests.assistants.fixtures import KnowledgeMaker
 from tests.assistants.sse import parse_events
 from tests.factories.accounts import Account
 from tests.factories.assistants import ask, create_assistant, open_conversation

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from httpx import AsyncClient
 
 from backend.config import get_settings
-from tests.assistants.conftest import KnowledgeMaker
+from tests.assistants.fixtures import KnowledgeMaker
 from tests.factories.assistants import ask, create_assistant, open_conversation
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import make_workspace

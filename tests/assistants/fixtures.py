@@ -1,4 +1,5 @@
-"""Fixtures of the assistant tests: an ingested knowledge base, plans with small limits."""
+"""Fixtures of the assistant and widget tests: an ingested knowledge base, plans with small
+limits, and a loopback chat model. Loaded by `pytest_plugins` in tests/conftest.py."""
 
 from __future__ import annotations
 

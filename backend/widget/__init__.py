@@ -1,0 +1,1 @@
+"""The chat widget's side of Parley: public config, visitor sessions, the WebSocket."""
