@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL 15 + pgvector and Redis on loopback ports, for `make test` and benchmarks.
 #
-#   scripts/test-services.sh install   install the Debian packages and build pgvector (idempotent)
+#   scripts/test-services.sh install   install the Debian packages (the services, nginx, wrk and
+#                                      Chromium for the browser tests) and build pgvector
+#                                      (idempotent)
 #   scripts/test-services.sh start     start both services; prints the env lines to use
 #   scripts/test-services.sh stop      stop both services and remove their data
 #   scripts/test-services.sh with CMD  start them, run CMD with their URLs exported, stop them
@@ -28,6 +30,8 @@ install_packages() {
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v nginx >/dev/null || need+=(nginx)
   command -v wrk >/dev/null || need+=(wrk)
+  # The widget's browser tests drive Debian's Chromium (never a downloaded browser).
+  [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
   if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq

@@ -166,6 +166,39 @@ def _answer_offline(port: int, password: str) -> None:
     )["hits"]
     assert hits, "the ingested text was not found"
     assert "nine" in hits[0]["text"]
+    _ask_the_demo_assistant(port, token, tenant)
+
+
+def _ask_the_demo_assistant(port: int, token: str, tenant: str) -> None:
+    """The seeded demo assistant answers offline from its handbook, and /demo shows its widget."""
+    (assistant,) = _call(port, "GET", "/api/v1/assistants", None, token, tenant)["items"]
+    (kb,) = assistant["knowledge_base_ids"]
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        documents = _call(
+            port, "GET", f"/api/v1/knowledge-bases/{kb}/documents", None, token, tenant
+        )["items"]
+        if documents and documents[0]["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.5)
+    assert documents[0]["status"] == "ready", documents
+    conversation = _call(
+        port, "POST", "/api/v1/conversations", {"assistant_id": assistant["id"]}, token, tenant
+    )["id"]
+    reply = _call(
+        port,
+        "POST",
+        f"/api/v1/conversations/{conversation}/messages",
+        {"content": "When are you open on Saturday?"},
+        token,
+        tenant,
+    )
+    assert reply["answer"]["metadata"]["generator"] == "extractive", reply
+    assert "10:00" in reply["answer"]["content"], reply
+    assert reply["answer"]["citations"][0]["title"] == "Shop handbook"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/demo", timeout=30) as page:
+        html = page.read().decode()
+    assert f'data-assistant="{assistant["public_key"]}"' in html
 
 
 def _run_once(data_dir: Path, log: Path, exercise: Callable[[int, str], None] | None = None) -> str:
@@ -223,5 +256,7 @@ def test_parley_run_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert "email:    demo@example.com" in first
     assert (data_dir / "demo-login.txt").is_file()
 
+    demo_key = (data_dir / "demo.json").read_text()
     second = _run_once(data_dir, tmp_path / "second.log")
     assert _demo_password(second) == _demo_password(first)
+    assert (data_dir / "demo.json").read_text() == demo_key  # seeded once, not again
