@@ -1,5 +1,14 @@
 # Parley's image: one image for the API, the worker and the migrations
 # (`parley api`, `parley worker`, `parley migrate`); compose.yaml picks the command.
+
+# The chat widget, built apart: only its one file goes into the image.
+FROM node:20-slim AS widget
+WORKDIR /widget
+COPY widget/package.json widget/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY widget/ ./
+RUN npm run build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,6 +36,7 @@ COPY alembic.ini ./
 COPY migrations ./migrations
 COPY worker ./worker
 COPY backend ./backend
+COPY --from=widget /widget/dist/widget.js ./widget/dist/widget.js
 RUN python -m compileall -q backend worker migrations
 
 # The code stays owned by root: the app can read it, not change it.

@@ -16,13 +16,15 @@ BENCH_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test lint typecheck services-start services-stop bench clean
+.PHONY: help run test lint typecheck widget widget-check services-start services-stop bench clean
 
 help:
 	@echo "make run             run Parley locally (embedded PostgreSQL and Redis, API, worker)"
 	@echo "make test            formatting, lint, type check and tests, with test services"
 	@echo "make lint            ruff format --check and ruff check"
 	@echo "make typecheck       mypy (strict)"
+	@echo "make widget          build the chat widget (widget/dist/widget.js)"
+	@echo "make widget-check    the widget's type check, unit tests, build and size budget"
 	@echo "make services-start  install and start the test PostgreSQL and Redis; prints their URLs"
 	@echo "make services-stop   stop them and delete their data"
 	@echo "make bench           run the benchmarks against the test services"
@@ -45,12 +47,28 @@ $(VENV)/.installed-dev: pyproject.toml scripts/install-model.sh | $(BIN)/python
 	scripts/install-model.sh $(VENV)
 	@touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed-run
+# The widget: npm ci runs when the lock file changes, the build when a source does.
+WIDGET_SOURCES := $(shell find widget/src widget/scripts -type f 2>/dev/null) \
+	widget/package.json widget/vite.config.ts widget/tsconfig.json
+
+widget/node_modules/.installed: widget/package.json widget/package-lock.json
+	cd widget && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+widget/dist/widget.js: widget/node_modules/.installed $(WIDGET_SOURCES)
+	cd widget && npm run --silent build
+
+widget: widget/dist/widget.js
+
+widget-check: widget/node_modules/.installed
+	cd widget && npm run --silent check
+
+run: $(VENV)/.installed-run widget/dist/widget.js
 	$(BIN)/parley run
 
 # The services are stopped whatever happens (failure, Ctrl-C); the first failing step's exit
 # code is make's.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev widget-check
 	$(SERVICES) install
 	$(SERVICES) with bash -c 'set -e; \
 		echo "ruff format --check"; $(BIN)/ruff format --check .; \
@@ -77,5 +95,5 @@ bench: $(VENV)/.installed-dev
 	$(SERVICES) with $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist widget/node_modules widget/dist
 	find . -path ./.data -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
