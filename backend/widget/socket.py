@@ -23,7 +23,7 @@ from backend.db import unit_of_work
 from backend.errors import AppError, NotAuthenticated, TooManyRequests
 from backend.kit import ratelimit
 from backend.kit.text import PlainText
-from backend.models import Channel, Conversation, Message, Rating
+from backend.models import Channel, Conversation, ConversationStatus, Message, Rating
 from backend.redis import get_redis
 from backend.widget import events, replies
 from backend.widget.visitors import (
@@ -131,14 +131,19 @@ async def _conversation_for(
     """The visitor's conversation `wanted`, or a new one."""
     async with unit_of_work(tenant_id=assistant.tenant_id) as db:
         conversation = None
+        mine = select(Conversation).where(
+            Conversation.assistant_id == assistant.id,
+            Conversation.channel == Channel.widget,
+            Conversation.external_user_id == visitor.id,
+        )
         if wanted is not None:
+            conversation = await db.scalar(mine.where(Conversation.id == wanted))
+        elif visitor.verified:
+            # A verified user on a new device finds their latest open conversation.
             conversation = await db.scalar(
-                select(Conversation).where(
-                    Conversation.id == wanted,
-                    Conversation.assistant_id == assistant.id,
-                    Conversation.channel == Channel.widget,
-                    Conversation.external_user_id == visitor.id,
-                )
+                mine.where(Conversation.status == ConversationStatus.open)
+                .order_by(Conversation.created_at.desc())
+                .limit(1)
             )
         if conversation is None:
             conversation = Conversation(

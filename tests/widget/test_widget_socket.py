@@ -245,3 +245,26 @@ async def test_feedback_over_the_socket(
     assert answer["feedback"]["rating"] == "up"
     await socket.send({"type": "feedback", "message_id": str(uuid.uuid4()), "rating": "up"})
     assert (await socket.until("error"))["code"] == "not_found"
+
+
+async def test_a_verified_user_finds_their_conversation_on_another_device(
+    client: AsyncClient, connect_widget: Connector, widget: WidgetSetup
+) -> None:
+    import hashlib
+    import hmac
+
+    url = f"/api/v1/assistants/{widget.assistant['id']}/identity-secret"
+    secret = (await client.get(url, headers=widget.owner.headers())).json()["identity_secret"]
+    user_hash = hmac.new(secret.encode(), b"customer-7", hashlib.sha256).hexdigest()
+    laptop = await session_token(client, widget.key, user_id="customer-7", user_hash=user_hash)
+    first = await connect_widget(
+        widget.key, {"visitor_token": laptop["visitor_token"]}, origin=SHOP
+    )
+    started = await first.until("ready")
+    phone = await session_token(client, widget.key, user_id="customer-7", user_hash=user_hash)
+    second = await connect_widget(
+        widget.key, {"visitor_token": phone["visitor_token"]}, origin=SHOP
+    )
+    assert (await second.until("ready"))["conversation_id"] == started["conversation_id"]
+    _, fresh, _ = await _hello(client, connect_widget, widget)
+    assert fresh["conversation_id"] != started["conversation_id"]
