@@ -24,6 +24,11 @@ class EmailBackend(StrEnum):
     smtp = "smtp"
 
 
+class TelegramMode(StrEnum):
+    webhook = "webhook"
+    polling = "polling"
+
+
 class PlanLimits(BaseModel):
     """What a plan allows: stored knowledge, and replies and model tokens per calendar month."""
 
@@ -163,6 +168,16 @@ class Settings(BaseSettings):
     widget_visitor_messages_per_minute: int = Field(default=20, ge=1)
     widget_ip_messages_per_minute: int = Field(default=60, ge=1)
     widget_max_message_chars: int = Field(default=2000, ge=1, le=8000)
+    # Telegram bots.
+    telegram_mode: TelegramMode = TelegramMode.webhook
+    telegram_api_base: str = "https://api.telegram.org"
+    # Where Telegram sends updates: <this>/telegram/webhook/<bot id>; default: public_url.
+    telegram_webhook_base_url: str | None = None
+    telegram_chat_messages_per_second: float = Field(default=1.0, gt=0, le=30)
+    telegram_bot_messages_per_second: float = Field(default=30.0, gt=0, le=1000)
+    telegram_group_messages_per_minute: float = Field(default=20.0, gt=0, le=600)
+    telegram_send_attempts: int = Field(default=4, ge=1, le=20)
+    telegram_poll_timeout_seconds: int = Field(default=25, ge=1, le=50)
     # Prices per model, as JSON: {"gpt-4o-mini": {"prompt": 150000, "completion": 600000}}.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 

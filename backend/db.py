@@ -171,6 +171,11 @@ async def set_lookup_context(session: AsyncSession, lookup_hash: str) -> None:
     await _set_config(session, "app.lookup_hash", lookup_hash)
 
 
+async def set_bot_context(session: AsyncSession, bot_id: uuid.UUID) -> None:
+    """Lets RLS reveal the one Telegram bot a webhook's path names."""
+    await _set_config(session, "app.bot_id", str(bot_id))
+
+
 async def set_public_key_context(session: AsyncSession, public_key: str) -> None:
     """Lets RLS reveal the one assistant whose public key a widget presented."""
     await _set_config(session, "app.public_key", public_key)

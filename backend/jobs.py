@@ -53,6 +53,16 @@ async def _send_to_arq(job: PendingJob) -> None:
     await pool.enqueue_job(job.function, *job.args, **job.kwargs)
 
 
+async def enqueue_now(function: str, *args: Any, **kwargs: Any) -> bool:
+    """Queue a job at once, outside any transaction (a webhook acknowledges only what is
+    durably queued). False when ARQ already holds a job with the same `_job_id`."""
+    if _sink_override is not None:
+        await _sink_override(PendingJob(function, args, kwargs))
+        return True
+    pool = await get_arq_pool()
+    return await pool.enqueue_job(function, *args, **kwargs) is not None
+
+
 async def send_pending_jobs(uow: UnitOfWork) -> None:
     jobs, uow.jobs = uow.jobs, []
     sink = _sink_override or _send_to_arq

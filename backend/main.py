@@ -29,6 +29,9 @@ from backend.middleware import (
     TransactionMiddleware,
 )
 from backend.redis import get_redis
+from backend.telegram.client import close_sessions as close_telegram_sessions
+from backend.telegram.endpoints import router as telegram_router
+from backend.telegram.endpoints import webhook_router as telegram_webhook_router
 from backend.tenancy.endpoints import router as tenancy_router
 from backend.usage.endpoints import router as usage_router
 from backend.widget.endpoints import router as widget_router
@@ -42,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await wait_for_replies()
     await close_hub()
+    await close_telegram_sessions()
     await close_arq_pool()
     await get_redis().aclose()
     await get_engine().dispose()
@@ -78,6 +82,8 @@ def create_app() -> FastAPI:
         openai_compatible_router,
         widget_router,
         widget_socket_router,
+        telegram_router,
+        telegram_webhook_router,
     ):
         app.include_router(router)
     app.include_router(provider_settings_router("/api/v1/provider-settings"))

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-pytest_plugins = ["tests.assistants.fixtures"]
+pytest_plugins = ["tests.assistants.fixtures", "tests.telegram.fixtures"]
 
 ADMIN_URL = os.environ.get("PARLEY_TEST_ADMIN_DATABASE_URL")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL")

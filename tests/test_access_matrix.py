@@ -29,7 +29,7 @@ from backend.auth.service import create_user
 from backend.auth.users import UserDatabase, UserManager
 from backend.db import PendingJob, unit_of_work
 from backend.main import create_app
-from backend.models import Message, MessageFeedback, Role, User
+from backend.models import Message, MessageFeedback, Role, TelegramDeadLetter, User
 from backend.tenancy.context import TENANT_HEADER
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
 from tests.factories.accounts import DEFAULT_PASSWORD, Account, make_account
@@ -46,6 +46,7 @@ from tests.factories.workspaces import (
     populated_workspace,
     unique_email,
 )
+from tests.standins.telegram_api import TelegramStandIn
 
 API_PREFIX = "/api/v1"
 OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible API
@@ -154,11 +155,20 @@ async def _upload_body(scene: Scene, actor: Account | None) -> Payload:
 _KB = "/api/v1/knowledge-bases"
 _AS = "/api/v1/assistants"
 _CONV = "/api/v1/conversations"
+_TG = "/api/v1/telegram"
 
 
 async def _conversation_body(scene: Scene, actor: Account | None) -> Payload:
     assistant = await create_assistant(scene.client, scene.world.a.owner)
     return Payload(json={"assistant_id": assistant["id"]})
+
+
+async def _bot_body(scene: Scene, actor: Account | None) -> Payload:
+    """A bot of the stand-in, to be connected to a new assistant of tenant A."""
+    assistant = await create_assistant(scene.client, scene.world.a.owner)
+    # Tenant A lives for the whole module: every bot needs a Telegram id of its own.
+    info = scene.telegram.add_bot(f"{uuid.uuid4().int % 10**10}:AA{uuid.uuid4().hex}")
+    return Payload(json={"token": info.token, "assistant_id": assistant["id"]})
 
 
 async def _completion_body(scene: Scene, actor: Account | None) -> Payload:
@@ -320,6 +330,17 @@ CASES: dict[tuple[str, str], Case] = {
         Access.tenant, 200, Permission.chat, _json(lambda: {"rating": "up"})
     ),
     ("GET", "/api/v1/usage"): Case(Access.tenant, 200, Permission.usage_read),
+    ("POST", _TG + "/bots"): Case(Access.tenant, 201, Permission.channels_manage, _bot_body),
+    ("GET", _TG + "/bots"): Case(Access.tenant, 200, Permission.channels_read),
+    ("GET", _TG + "/bots/{bot_id}"): Case(Access.tenant, 200, Permission.channels_read),
+    ("PATCH", _TG + "/bots/{bot_id}"): Case(
+        Access.tenant, 200, Permission.channels_manage, _json(lambda: {"group_mode": "all"})
+    ),
+    ("DELETE", _TG + "/bots/{bot_id}"): Case(Access.tenant, 204, Permission.channels_manage),
+    ("GET", _TG + "/dead-letters"): Case(Access.tenant, 200, Permission.channels_read),
+    ("POST", _TG + "/dead-letters/{letter_id}/retry"): Case(
+        Access.tenant, 200, Permission.channels_manage
+    ),
     ("POST", "/v1/chat/completions"): Case(Access.tenant, 200, Permission.chat, _completion_body),
     ("GET", "/v1/models"): Case(Access.tenant, 200, Permission.assistants_read),
 }
@@ -382,6 +403,7 @@ class Scene:
     world: World
     client: AsyncClient
     jobs: list[PendingJob]
+    telegram: TelegramStandIn
     created: dict[str, uuid.UUID] = field(default_factory=dict)
 
     async def url(self, template: str) -> str:
@@ -408,6 +430,15 @@ class Scene:
         elif name == "conversation_id":
             assistant = await create_assistant(self.client, owner)
             object_id = await open_conversation(self.client, owner, assistant["id"])
+        elif name == "bot_id":
+            body = await _bot_body(self, owner)
+            response = await self.client.post(
+                f"{_TG}/bots", json=body.json, headers=owner.headers()
+            )
+            assert response.status_code == 201, response.text
+            object_id = uuid.UUID(response.json()["id"])
+        elif name == "letter_id":
+            object_id = await self._dead_letter()
         elif name == "message_id":
             assistant = await create_assistant(self.client, owner)
             conversation = await open_conversation(self.client, owner, assistant["id"])
@@ -446,8 +477,34 @@ class Scene:
                 assert got.json()["items"] == [], got.json()
             elif name == "message_id":
                 await self._assert_message_intact(object_id, headers)
+            elif name == "bot_id":
+                got = await self.client.get(f"{_TG}/bots/{object_id}", headers=headers)
+                assert got.status_code == 200, f"bot {object_id} is gone: {got.text}"
+                assert got.json()["group_mode"] == "mention", got.json()
+            elif name == "letter_id":
+                listed = await self.client.get(f"{_TG}/dead-letters?limit=200", headers=headers)
+                ids = [d["id"] for d in listed.json()["items"]]
+                assert str(object_id) in ids, f"dead letter {object_id} was resolved or is gone"
             else:
                 await self._assert_knowledge_intact(name, object_id, headers)
+
+    async def _dead_letter(self) -> uuid.UUID:
+        owner = self.world.a.owner
+        body = await _bot_body(self, owner)
+        response = await self.client.post(f"{_TG}/bots", json=body.json, headers=owner.headers())
+        assert response.status_code == 201, response.text
+        async with unit_of_work(tenant_id=self.world.a.tenant_id) as session:
+            letter = TelegramDeadLetter(
+                tenant_id=self.world.a.tenant_id,
+                bot_id=uuid.UUID(response.json()["id"]),
+                chat_id=4242,
+                html="Hello again.",
+                error="Bad Gateway",
+                attempts=4,
+            )
+            session.add(letter)
+            await session.flush()
+            return letter.id
 
     async def _assert_message_intact(self, message_id: uuid.UUID, headers: dict[str, str]) -> None:
         async with unit_of_work(tenant_id=self.world.a.tenant_id) as session:
@@ -474,8 +531,13 @@ class Scene:
 
 
 @pytest.fixture
-def scene(world: World, client: AsyncClient, recorded_jobs: list[PendingJob]) -> Scene:
-    return Scene(world=world, client=client, jobs=recorded_jobs)
+def scene(
+    world: World,
+    client: AsyncClient,
+    recorded_jobs: list[PendingJob],
+    telegram: TelegramStandIn,
+) -> Scene:
+    return Scene(world=world, client=client, jobs=recorded_jobs, telegram=telegram)
 
 
 async def _call(
@@ -524,6 +586,7 @@ def test_only_owners_and_admins_manage() -> None:
         Permission.assistants_read,
         Permission.conversations_read,
         Permission.usage_read,
+        Permission.channels_read,
     }
     assert ROLE_PERMISSIONS[Role.viewer] == reads
     # Agents answer people, so they may also talk to assistants, and nothing more.

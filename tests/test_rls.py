@@ -27,7 +27,14 @@ from httpx import ASGITransport, AsyncClient
 from backend.config import PlanLimits
 from backend.db import PendingJob, unit_of_work
 from backend.kit.secrets import hash_token
-from backend.models import Base, Role
+from backend.models import (
+    Base,
+    Role,
+    TelegramBot,
+    TelegramChat,
+    TelegramDeadLetter,
+    TelegramUser,
+)
 from backend.tenancy.permissions import Permission
 from backend.usage import quota
 from migrations.rls import APP_ROLE
@@ -150,6 +157,30 @@ async def _add_conversation(http: AsyncClient, workspace: Workspace, kb_id: uuid
     assert feedback.status_code == 200, feedback.text
     async with unit_of_work(tenant_id=workspace.tenant_id) as session:
         await quota.reserve(session, workspace.tenant_id, [quota.month_limit(PLAN)], tokens=10)
+        await _add_telegram(session, workspace.tenant_id, uuid.UUID(assistant["id"]))
+
+
+async def _add_telegram(session: Any, tenant_id: uuid.UUID, assistant_id: uuid.UUID) -> None:
+    """A bot with a user, a chat and a dead letter (written directly: no Telegram here)."""
+    bot = TelegramBot(
+        tenant_id=tenant_id,
+        assistant_id=assistant_id,
+        telegram_id=uuid.uuid4().int % 10**9,
+        username="seed_bot",
+        token_encrypted="sealed",
+        webhook_secret_hash="0" * 64,
+    )
+    session.add(bot)
+    await session.flush()
+    session.add_all(
+        [
+            TelegramUser(tenant_id=tenant_id, bot_id=bot.id, telegram_id=42, first_name="Ada"),
+            TelegramChat(tenant_id=tenant_id, bot_id=bot.id, chat_id=42, chat_type="private"),
+            TelegramDeadLetter(
+                tenant_id=tenant_id, bot_id=bot.id, chat_id=42, html="hi", error="x", attempts=1
+            ),
+        ]
+    )
 
 
 async def _first_row(conn: Any, table: str, tenant_id: uuid.UUID) -> dict[str, Any]:
@@ -194,6 +225,10 @@ async def _copy_for(conn: Any, table: str, source: dict[str, Any], tenant_id: uu
         row["url"] = f"https://example.com/{uuid.uuid4().hex}"
     if table == "tenant_embedding_settings":  # one row per tenant
         await conn.execute(f"DELETE FROM {table} WHERE {TENANT_COLUMN} = $1", tenant_id)  # noqa: S608
+    if table in ("telegram_users", "telegram_chats"):  # unique per (bot, Telegram id)
+        row["telegram_id" if table == "telegram_users" else "chat_id"] = uuid.uuid4().int % 10**9
+    if table == "telegram_bots":  # unique per (tenant, Telegram id)
+        row["telegram_id"] = uuid.uuid4().int % 10**9
     if table == "quota_counters":  # unique per (tenant, scope, period)
         row["scope"] = f"copy:{uuid.uuid4().hex}"
     one_per_parent = table in ("message_feedback", "assistant_knowledge_bases")

@@ -10,14 +10,31 @@ from arq.cron import CronJob, cron
 from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Function, func
 
-from backend.config import get_settings
+from backend.config import TelegramMode, get_settings
 from backend.email.tasks import send_email
 from backend.knowledge import tasks as knowledge
 from backend.logging import configure_logging
 from backend.redis import arq_redis_settings
+from backend.telegram import tasks as telegram
 from backend.usage.tasks import release_stale_reservations
 
 _settings = get_settings()
+
+
+def _polling_jobs() -> list[CronJob]:
+    """In polling mode, a long poll of every active bot, started again every few seconds
+    (ARQ's unique cron keeps one at a time)."""
+    if _settings.telegram_mode is not TelegramMode.polling:
+        return []
+    return [
+        cron(
+            telegram.poll_telegram_updates,
+            second=set(range(0, 60, 5)),
+            unique=True,
+            run_at_startup=True,
+            timeout=_settings.telegram_poll_timeout_seconds + 15,
+        )
+    ]
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -26,8 +43,10 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     from backend.db import get_engine
+    from backend.telegram.client import close_sessions
 
     await get_engine().dispose()
+    await close_sessions()
 
 
 class WorkerSettings:
@@ -43,11 +62,14 @@ class WorkerSettings:
         knowledge.delete_originals,
         knowledge.schedule_due_syncs,
         release_stale_reservations,
+        func(telegram.process_telegram_update, max_tries=3),
+        func(telegram.poll_telegram_updates, timeout=_settings.telegram_poll_timeout_seconds + 15),
     ]
     cron_jobs: Sequence[CronJob] | None = [
         # Every minute; unique so that several workers don't all run it.
         cron(knowledge.schedule_due_syncs, second=0, unique=True, run_at_startup=True),
         cron(release_stale_reservations, second=30, unique=True),
+        *_polling_jobs(),
     ]
     on_startup: StartupShutdown | None = startup
     on_shutdown: StartupShutdown | None = shutdown

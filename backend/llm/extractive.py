@@ -40,7 +40,7 @@ _RUSSIAN_STOPWORDS = """
     без был была были было для его если есть еще или как какая какие какой когда мне можно
     над нас нет них нужно она они под при про так также тоже только уже чем через что чтобы
     эта эти это этот
-"""  # noqa: RUF001 - Russian words: their Cyrillic letters look like Latin ones
+"""
 _STOPWORDS = frozenset(_ENGLISH_STOPWORDS.split() + _RUSSIAN_STOPWORDS.split())
 # Blank lines, and line breaks before list items and table rows; other line breaks may be where
 # a source wrapped a sentence.

@@ -29,6 +29,14 @@ from backend.models.knowledge import (
     SourceSchedule,
     TenantEmbeddingSettings,
 )
+from backend.models.telegram import (
+    BotStatus,
+    GroupMode,
+    TelegramBot,
+    TelegramChat,
+    TelegramDeadLetter,
+    TelegramUser,
+)
 from backend.models.tenancy import Invitation, Membership, Role, Tenant
 from backend.models.usage import (
     QuotaCounter,
@@ -44,6 +52,7 @@ __all__ = [
     "AssistantKnowledgeBase",
     "AuditEvent",
     "Base",
+    "BotStatus",
     "Channel",
     "Chunk",
     "ChunkEmbedding",
@@ -51,6 +60,7 @@ __all__ = [
     "ConversationStatus",
     "Document",
     "DocumentStatus",
+    "GroupMode",
     "Invitation",
     "KnowledgeBase",
     "Membership",
@@ -67,6 +77,10 @@ __all__ = [
     "Source",
     "SourceKind",
     "SourceSchedule",
+    "TelegramBot",
+    "TelegramChat",
+    "TelegramDeadLetter",
+    "TelegramUser",
     "Tenant",
     "TenantEmbeddingSettings",
     "UnansweredQuestion",

@@ -22,6 +22,8 @@ class Permission(StrEnum):
     chat = "chat"
     conversations_read = "conversations:read"
     usage_read = "usage:read"
+    channels_read = "channels:read"
+    channels_manage = "channels:manage"
 
 
 _READ = frozenset(
@@ -32,6 +34,7 @@ _READ = frozenset(
         Permission.assistants_read,
         Permission.conversations_read,
         Permission.usage_read,
+        Permission.channels_read,
     }
 )
 
@@ -56,5 +59,7 @@ API_KEY_SCOPES: frozenset[Permission] = frozenset(
         Permission.chat,
         Permission.conversations_read,
         Permission.usage_read,
+        Permission.channels_read,
+        Permission.channels_manage,
     }
 )

@@ -1,0 +1,1 @@
+"""Telegram bots: each workspace's own bots, their updates and their answers."""

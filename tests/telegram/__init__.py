@@ -1,0 +1,1 @@
+"""Tests of the Telegram channel: bots, the formatting of their answers, the Bot API stand-in."""
