@@ -266,3 +266,32 @@ async def test_disconnecting_removes_the_webhook(
     assert telegram.webhook(connected.info.token) is None
     dropped = await deliver(client, connected, make_text_update(SATURDAY))
     assert_error(dropped, 401, "not_authenticated")
+
+
+async def test_polling_mode_answers_without_a_webhook(
+    client: AsyncClient, telegram: TelegramStandIn, real_arq: None
+) -> None:
+    import uuid as uuid_module
+
+    from backend.config import TelegramMode
+    from backend.telegram.tasks import _poll_one
+    from tests.factories.assistants import create_assistant
+
+    get_settings().telegram_mode = TelegramMode.polling
+    owner = await make_workspace()
+    assistant = await create_assistant(client, owner, fallback_message="Ask me about the shop.")
+    info = telegram.add_bot()
+    response = await client.post(
+        "/api/v1/telegram/bots",
+        json={"token": info.token, "assistant_id": assistant["id"]},
+        headers=owner.headers(),
+    )
+    assert response.status_code == 201, response.text
+    assert telegram.webhook(info.token) is None
+    telegram.queue_update(info.token, make_command_update("help"))
+    assert owner.tenant_id is not None
+    bot_id = uuid_module.UUID(response.json()["id"])
+    assert await _poll_one(owner.tenant_id, bot_id, 1) == 1
+    (sent,) = telegram.sent_messages(info.token)
+    assert "/reset" in sent.text
+    assert await _poll_one(owner.tenant_id, bot_id, 1) == 0  # the offset moved on
