@@ -12,6 +12,7 @@ from backend.assistants.conversations import feedback_router
 from backend.assistants.conversations import router as conversations_router
 from backend.assistants.endpoints import router as assistants_router
 from backend.assistants.openai_compat import router as openai_compatible_router
+from backend.assistants.providers import close_chat_providers
 from backend.audit.endpoints import router as audit_router
 from backend.auth.endpoints import me_router
 from backend.auth.endpoints import router as auth_router
@@ -46,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await wait_for_replies()
     await close_hub()
     await close_telegram_sessions()
+    await close_chat_providers()
     await close_arq_pool()
     await get_redis().aclose()
     await get_engine().dispose()

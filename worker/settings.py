@@ -42,11 +42,13 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    from backend.assistants.providers import close_chat_providers
     from backend.db import get_engine
     from backend.telegram.client import close_sessions
 
     await get_engine().dispose()
     await close_sessions()
+    await close_chat_providers()
 
 
 class WorkerSettings:

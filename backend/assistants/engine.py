@@ -227,7 +227,6 @@ async def _plan(
             fallback_reason, provider_error = "provider_failed", exc.reason
         if provider is not None and not provider.is_llm and not passages:
             # The offline answer quotes passages; with none there is nothing to say.
-            await provider.aclose()
             provider, fallback_reason = None, "no_context"
     messages = prompt.build_messages(
         instructions=assistant.instructions,
@@ -383,8 +382,6 @@ class ReplyRun:
         except ProviderError as exc:
             self.error = exc
             log.warning("reply_provider_failed", reason=exc.reason, started=exc.started)
-        finally:
-            await provider.aclose()
 
     async def finish(self, *, cancelled: bool = False) -> ReplyResult:
         """Save the answer, write the ledger row and settle the quota, once. Shielded, so a

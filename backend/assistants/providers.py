@@ -15,11 +15,12 @@ from backend.llm.breaker import breaker_for
 from backend.models import ModelProvider
 
 DEFAULT_BREAKER_KEY = "https://api.openai.com/v1"
+_providers: dict[tuple[object, ...], OpenAIChatProvider] = {}
 
 
 def chat_provider_for(provider: ModelProvider, endpoint: OpenAIEndpoint | None) -> ChatProvider:
-    """A provider for one reply (the caller closes it). Raises ProviderError when the assistant
-    asks for OpenAI but no key is configured anywhere."""
+    """The provider of a reply; shared, so the caller does not close it. Raises ProviderError
+    when the assistant asks for OpenAI but no key is configured anywhere."""
     if provider is ModelProvider.offline:
         return ExtractiveProvider()
     settings = get_settings()
@@ -35,19 +36,46 @@ def chat_provider_for(provider: ModelProvider, endpoint: OpenAIEndpoint | None) 
             "The assistant is set to use OpenAI, but no API key is configured for it.",
             retryable=False,
         )
-    return OpenAIChatProvider(
+    return _shared_provider(base_url, key)
+
+
+def _shared_provider(base_url: str | None, key: str) -> OpenAIChatProvider:
+    """One provider (with its HTTP client and kept-alive connections) per server, key and
+    settings, for the life of the process: building an SDK client costs about 20 ms of CPU
+    (it loads the CA bundle), too much to pay on every reply."""
+    settings = get_settings()
+    identity = (
         base_url,
-        key,
-        timeout=settings.llm_timeout_seconds,
-        breaker=breaker_for(
-            _breaker_key(base_url, key),
-            settings.llm_breaker_failures,
-            settings.llm_breaker_reset_seconds,
-        ),
-        max_retries=settings.llm_max_retries,
-        retry_base_delay=settings.llm_retry_base_delay_seconds,
-        retry_max_delay=settings.llm_retry_max_delay_seconds,
+        hashlib.sha256(key.encode()).hexdigest(),
+        settings.llm_timeout_seconds,
+        settings.llm_max_retries,
+        settings.llm_retry_base_delay_seconds,
+        settings.llm_retry_max_delay_seconds,
+        settings.llm_breaker_failures,
+        settings.llm_breaker_reset_seconds,
     )
+    provider = _providers.get(identity)
+    if provider is None:
+        provider = _providers[identity] = OpenAIChatProvider(
+            base_url,
+            key,
+            timeout=settings.llm_timeout_seconds,
+            breaker=breaker_for(
+                _breaker_key(base_url, key),
+                settings.llm_breaker_failures,
+                settings.llm_breaker_reset_seconds,
+            ),
+            max_retries=settings.llm_max_retries,
+            retry_base_delay=settings.llm_retry_base_delay_seconds,
+            retry_max_delay=settings.llm_retry_max_delay_seconds,
+        )
+    return provider
+
+
+async def close_chat_providers() -> None:
+    while _providers:
+        _, provider = _providers.popitem()
+        await provider.aclose()
 
 
 def _breaker_key(base_url: str | None, key: str) -> str:
