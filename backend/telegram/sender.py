@@ -30,11 +30,12 @@ from backend.config import get_settings
 
 log = structlog.get_logger(__name__)
 
-# KEYS: the limits' "next free moment" keys; ARGV: their intervals in seconds. Returns the
-# wait in seconds (as a string: Lua numbers become integers on the way back).
+# KEYS: the limits' "next free moment" keys; ARGV: their intervals. Times are whole
+# microseconds, written with %.0f: Lua's tostring keeps 14 digits, which would round a Unix
+# time to 0.1 ms and run every limit slightly fast. Returns the wait in microseconds.
 _BOOK = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local at = now
 for i, key in ipairs(KEYS) do
   local free = tonumber(redis.call('GET', key) or '0')
@@ -42,9 +43,10 @@ for i, key in ipairs(KEYS) do
 end
 for i, key in ipairs(KEYS) do
   local interval = tonumber(ARGV[i])
-  redis.call('SET', key, tostring(at + interval), 'PX', math.ceil(interval * 1000) + 60000)
+  redis.call('SET', key, string.format('%.0f', at + interval), 'PX',
+             math.ceil(interval / 1000) + 60000)
 end
-return tostring(at - now)
+return at - now
 """
 MAX_RETRY_AFTER = 60.0
 
@@ -69,8 +71,9 @@ async def book_slot(redis: Redis, bot_id: uuid.UUID, chat_id: int) -> float:
     if chat_id < 0:  # groups and channels have negative ids
         keys.append(f"tg:limit:{bot_id}:group:{chat_id}")
         intervals.append(60 / settings.telegram_group_messages_per_minute)
-    wait = await redis.eval(_BOOK, len(keys), *keys, *[repr(i) for i in intervals])  # type: ignore[misc]
-    return max(0.0, float(wait))
+    micros = [str(round(i * 1_000_000)) for i in intervals]
+    wait = await redis.eval(_BOOK, len(keys), *keys, *micros)  # type: ignore[misc]
+    return max(0.0, int(wait) / 1_000_000)
 
 
 async def send_html(
