@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
 from backend.config import get_settings
 from backend.errors import ServiceUnavailable
 
+log = structlog.get_logger(__name__)
+
 
 @dataclass
 class PendingJob:
@@ -41,10 +44,12 @@ class PendingJob:
 
 @dataclass
 class UnitOfWork:
-    """What one request or task did: its sessions, and the jobs to send once they commit."""
+    """What one request or task did: its sessions, the jobs to send once they commit, and
+    the hooks to run once they commit (dropping a cache entry the writes made stale)."""
 
     sessions: list[AsyncSession] = field(default_factory=list)
     jobs: list[PendingJob] = field(default_factory=list)
+    after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     # Set when a request must keep its writes although it answers with an error
     # (e.g. revoking a refresh-token family on reuse, then refusing with 401).
     commit_on_error: bool = False
@@ -52,9 +57,18 @@ class UnitOfWork:
     async def commit(self) -> None:
         for session in self.sessions:
             await session.commit()
+        hooks, self.after_commit = self.after_commit, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                # The writes are committed; a hook that fails leaves a cache stale until its
+                # entry expires, which must at least be loud.
+                log.exception("after_commit_hook_failed")
 
     async def rollback(self) -> None:
         self.jobs.clear()
+        self.after_commit.clear()
         for session in self.sessions:
             await session.rollback()
 
@@ -74,6 +88,11 @@ def current_unit_of_work() -> UnitOfWork:
     if uow is None:
         raise RuntimeError("no unit of work is open: use TransactionMiddleware or unit_of_work()")
     return uow
+
+
+def after_commit(hook: Callable[[], Awaitable[object]]) -> None:
+    """Run `hook` once the current transaction has committed (never if it rolls back)."""
+    current_unit_of_work().after_commit.append(hook)
 
 
 def commit_despite_error() -> None:

@@ -69,7 +69,9 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Telegram's webhook first: it is the busiest route, and routes are matched in order.
     for router in (
+        telegram_webhook_router,
         health_router,
         auth_router,
         me_router,
@@ -85,7 +87,6 @@ def create_app() -> FastAPI:
         widget_router,
         widget_socket_router,
         telegram_router,
-        telegram_webhook_router,
     ):
         app.include_router(router)
     app.include_router(provider_settings_router("/api/v1/provider-settings"))

@@ -12,7 +12,7 @@ import structlog
 from fastapi import APIRouter, Depends, Header, Request, status
 from sqlalchemy import select
 
-from backend.db import SessionDep, set_bot_context
+from backend.db import SessionDep
 from backend.errors import BadRequest, NotAuthenticated, NotFound
 from backend.jobs import enqueue_now
 from backend.kit.crypto import decrypt
@@ -22,6 +22,7 @@ from backend.models import BotStatus, TelegramBot, TelegramDeadLetter
 from backend.redis import get_redis
 from backend.telegram import schemas, service
 from backend.telegram.client import bot_for
+from backend.telegram.credentials import credentials_for
 from backend.telegram.sender import BotRevoked, send_html
 from backend.telegram.tasks import update_job_id
 from backend.tenancy.context import TenantContext, require
@@ -131,29 +132,28 @@ async def retry_dead_letter(
 async def telegram_webhook(
     bot_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
     secret: Annotated[str | None, Header(alias="X-Telegram-Bot-Api-Secret-Token")] = None,
 ) -> dict[str, Any]:
     """Telegram's updates for one bot. Answered once the update is durably queued (an ARQ job
     whose id holds the bot and update id, so a repeated delivery is queued once). A wrong
-    secret is refused; an update for a disabled or deleted bot is dropped with a log line."""
-    await set_bot_context(session, bot_id)
-    row = await session.scalar(select(TelegramBot).where(TelegramBot.id == bot_id))
-    expected = row.webhook_secret_hash if row is not None else "0" * 64
+    secret is refused; an update for a disabled or deleted bot is dropped with a log line.
+    The bot's credentials usually come from Redis: an update touches no database."""
+    found = await credentials_for(bot_id)
+    expected = found.secret_hash if found is not None else "0" * 64
     given = hashlib.sha256((secret or "").encode()).hexdigest()
     # Compared in constant time, and the same work whether or not the bot exists.
-    if not hmac.compare_digest(given, expected) or row is None:
+    if not hmac.compare_digest(given, expected) or found is None:
         raise NotAuthenticated("Wrong or missing secret token.")
     update = await _update_body(request)
-    if row.status is not BotStatus.active:
-        log.info("telegram_update_dropped", bot_id=str(bot_id), reason=row.status.value)
+    if found.status is not BotStatus.active:
+        log.info("telegram_update_dropped", bot_id=str(bot_id), reason=found.status.value)
         return {"ok": True}
     await enqueue_now(
         "process_telegram_update",
-        str(row.tenant_id),
-        str(row.id),
+        str(found.tenant_id),
+        str(bot_id),
         update,
-        _job_id=update_job_id(row.id, int(update["update_id"])),
+        _job_id=update_job_id(bot_id, int(update["update_id"])),
     )
     return {"ok": True}
 

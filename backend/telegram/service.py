@@ -26,6 +26,7 @@ from backend.kit.crypto import decrypt, encrypt
 from backend.models import Assistant, BotStatus, TelegramBot
 from backend.telegram import schemas
 from backend.telegram.client import bot_for
+from backend.telegram.credentials import forget_after_commit
 from backend.tenancy.context import TenantContext
 
 log = structlog.get_logger(__name__)
@@ -163,6 +164,7 @@ async def update_bot(
         await _set_up(row, token, assistant)
         row.status, row.disabled_reason = BotStatus.active, None
     await session.flush()
+    forget_after_commit(row.id)
     await record(
         session,
         ctx,
@@ -182,6 +184,7 @@ async def disconnect_bot(session: AsyncSession, ctx: TenantContext, bot_id: uuid
     except (TelegramAPIError, TelegramNetworkError, AppError):
         log.warning("telegram_delete_webhook_failed", bot_id=str(row.id))
     await session.delete(row)
+    forget_after_commit(row.id)
     await record(
         session,
         ctx,

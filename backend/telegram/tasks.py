@@ -18,6 +18,7 @@ from backend.kit.crypto import decrypt
 from backend.models import BotStatus, TelegramBot
 from backend.redis import get_redis
 from backend.telegram.client import bot_for
+from backend.telegram.credentials import forget_after_commit
 from backend.telegram.sender import BotRevoked
 from backend.telegram.updates import BotContext, build_dispatcher, context_for
 
@@ -85,6 +86,7 @@ async def disable_bot(parley: BotContext, reason: str) -> None:
         row = await session.get(TelegramBot, parley.bot_id)
         if row is not None:
             row.status, row.disabled_reason = BotStatus.disabled, reason
+        forget_after_commit(parley.bot_id)
 
 
 async def poll_telegram_updates(ctx: dict[str, Any]) -> int:
