@@ -13,7 +13,7 @@ from httpx import AsyncClient
 
 from backend.db import PendingJob, unit_of_work
 from backend.email.senders import console_outbox
-from backend.jobs import close_arq_pool, enqueue, get_arq_pool, set_job_sink
+from backend.jobs import close_arq_pool, enqueue, enqueue_now, get_arq_pool, set_job_sink
 from backend.redis import get_redis
 from tests.factories.accounts import make_account
 from worker.settings import WorkerSettings
@@ -55,6 +55,28 @@ async def test_rolled_back_transaction_sends_no_job() -> None:
     pool = await get_arq_pool()
     queued = await pool.queued_jobs()
     assert not [job for job in queued if job.args and job.args[0] == marker]
+
+
+async def _note_job(ctx: dict[str, Any], key: str, value: str) -> None:
+    await get_redis().set(key, value, ex=60)  # a second run would leave its own value
+
+
+@pytest.mark.usefixtures("real_arq")
+async def test_an_immediate_job_is_queued_once_per_id_and_runs_in_arq() -> None:
+    key = f"noted-{uuid.uuid4().hex}"
+    job_id = f"once-{uuid.uuid4().hex}"
+    assert await enqueue_now("_note_job", key, "first", _job_id=job_id)
+    assert not await enqueue_now("_note_job", key, "second", _job_id=job_id)
+    queued = [job for job in await (await get_arq_pool()).queued_jobs() if job.job_id == job_id]
+    assert [(job.function, job.args) for job in queued] == [("_note_job", (key, "first"))]
+    worker = _worker(functions=[_note_job], poll_delay=0.01)
+    await worker.main()
+    await worker.close()
+    assert worker.jobs_complete == 1
+    assert await get_redis().get(key) == "first"
+    # ARQ keeps the result: the id stays taken after the job has run.
+    assert not await enqueue_now("_note_job", key, "third", _job_id=job_id)
+    assert await enqueue_now("_note_job", key, "other", _job_id=f"{job_id}-2")
 
 
 async def _slow_job(ctx: dict[str, Any], key: str) -> None:
