@@ -455,7 +455,8 @@ export interface paths {
         };
         /**
          * List Conversations
-         * @description Conversations, newest first, optionally of one assistant or channel.
+         * @description Conversations, newest first, optionally of one assistant, channel, period, rating, or
+         *     with messages containing some words.
          */
         get: operations["list_conversations_api_v1_conversations_get"];
         put?: never;
@@ -1225,7 +1226,7 @@ export interface components {
              * Token Type
              * @default bearer
              */
-            token_type: string;
+            token_type?: string;
         };
         /** ApiKeyCreate */
         ApiKeyCreate: {
@@ -1529,7 +1530,7 @@ export interface components {
              * Scope
              * @default
              */
-            scope: string;
+            scope?: string;
             /** Username */
             username: string;
         };
@@ -1549,7 +1550,7 @@ export interface components {
              */
             assistant_id: string;
             /** @default mention */
-            group_mode: components["schemas"]["GroupMode"];
+            group_mode?: components["schemas"]["GroupMode"];
             /**
              * Token
              * @description The token from BotFather; never shown
@@ -1657,7 +1658,7 @@ export interface components {
              * Stream
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
             stream_options?: components["schemas"]["StreamOptions"] | null;
             /** Temperature */
             temperature?: number | null;
@@ -1735,12 +1736,12 @@ export interface components {
              * Max Depth
              * @default 2
              */
-            max_depth: number;
+            max_depth?: number;
             /**
              * Max Pages
              * @default 50
              */
-            max_pages: number;
+            max_pages?: number;
         };
         /** DeadLetterRead */
         DeadLetterRead: {
@@ -1902,7 +1903,7 @@ export interface components {
              */
             email: string;
             /** @default agent */
-            role: components["schemas"]["Role"];
+            role?: components["schemas"]["Role"];
         };
         /** InvitationCreated */
         InvitationCreated: {
@@ -1970,12 +1971,12 @@ export interface components {
              * Chunk Overlap Tokens
              * @default 30
              */
-            chunk_overlap_tokens: number;
+            chunk_overlap_tokens?: number;
             /**
              * Chunk Tokens
              * @default 200
              */
-            chunk_tokens: number;
+            chunk_tokens?: number;
             /** Description */
             description?: string | null;
             /**
@@ -1989,7 +1990,7 @@ export interface components {
              * @default english
              * @enum {string}
              */
-            language: "english" | "russian" | "simple";
+            language?: "english" | "russian" | "simple";
             /** Name */
             name: string;
         };
@@ -2168,7 +2169,7 @@ export interface components {
              * @description Answer as server-sent events: 'delta' events, then one 'done' event
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
         };
         /** MessageRead */
         MessageRead: {
@@ -2345,6 +2346,12 @@ export interface components {
          */
         ReplyRead: {
             answer: components["schemas"]["MessageRead"];
+            /**
+             * Cost Micros
+             * @description What the reply cost, in millionths of the billing currency
+             * @default 0
+             */
+            cost_micros?: number;
             question: components["schemas"]["MessageRead"];
             /**
              * Usage Id
@@ -2411,7 +2418,7 @@ export interface components {
         /** SearchRequest */
         SearchRequest: {
             /** @default hybrid */
-            mode: components["schemas"]["SearchMode"];
+            mode?: components["schemas"]["SearchMode"];
             /** Query */
             query: string;
             /**
@@ -2423,7 +2430,7 @@ export interface components {
              * Top K
              * @default 5
              */
-            top_k: number;
+            top_k?: number;
         };
         /** SearchResponse */
         SearchResponse: {
@@ -2549,7 +2556,7 @@ export interface components {
              * Include Usage
              * @default false
              */
-            include_usage: boolean;
+            include_usage?: boolean;
         };
         /** TenantCreate */
         TenantCreate: {
@@ -2600,7 +2607,7 @@ export interface components {
              * Token Type
              * @default bearer
              */
-            token_type: string;
+            token_type?: string;
         };
         /** UnansweredGroup */
         UnansweredGroup: {
@@ -3635,6 +3642,14 @@ export interface operations {
             query?: {
                 assistant_id?: string | null;
                 channel?: components["schemas"]["Channel"] | null;
+                /** @description Started on or after this day (UTC) */
+                since?: string | null;
+                /** @description Started on or before this day (UTC) */
+                until?: string | null;
+                /** @description Only those with an answer rated so */
+                feedback?: components["schemas"]["Rating"] | null;
+                /** @description Words in any of its messages */
+                q?: string | null;
                 /** @description Items per page */
                 limit?: number;
                 /** @description next_cursor of the previous page */
