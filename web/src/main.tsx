@@ -2,8 +2,9 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { RouterProvider } from "react-router";
-import { ApiError } from "./auth/session";
+import { ApiError, refresh } from "./auth/session";
 import { I18nProvider } from "./i18n";
+import { meQuery } from "./lib/workspace";
 import { router } from "./routes";
 import "./styles.css";
 
@@ -15,6 +16,12 @@ const queryClient = new QueryClient({
       refetchOnWindowFocus: false,
     },
   },
+});
+
+// Ask for the session and the account at once, while the page's code is still loading: they
+// are what the first screen waits for. The login pages just get a quiet 401.
+void refresh().then((signedIn) => {
+  if (signedIn) void queryClient.prefetchQuery(meQuery);
 });
 
 const root = document.getElementById("root");

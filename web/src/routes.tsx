@@ -3,6 +3,7 @@ import type { ComponentType } from "react";
 import { createBrowserRouter, type RouteObject } from "react-router";
 import { RouteError } from "./components/RouteError";
 import { Shell } from "./components/Shell";
+import { Loading } from "./components/ui";
 
 function page(load: () => Promise<{ default: ComponentType }>): Pick<RouteObject, "lazy"> {
   return { lazy: async () => ({ Component: (await load()).default }) };
@@ -18,6 +19,7 @@ export const routes: RouteObject[] = [
     path: "/",
     element: <Shell />,
     errorElement: <RouteError />,
+    hydrateFallbackElement: <Loading />,
     children: [
       { index: true, ...page(() => import("./pages/assistants/AssistantList")) },
       { path: "workspaces/new", ...page(() => import("./pages/workspace/NewWorkspace")) },

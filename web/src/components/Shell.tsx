@@ -4,7 +4,7 @@ import { useMutation } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { Navigate, NavLink, Outlet, useLocation, useNavigate } from "react-router";
 import { api, unwrap } from "../api/client";
-import { getAccessToken, logOut, onSessionChange, refresh } from "../auth/session";
+import { currentWorkspace, getAccessToken, logOut, onSessionChange, refresh } from "../auth/session";
 import { useLang, useT } from "../i18n";
 import type { MessageKey } from "../i18n/messages";
 import { useWorkspace } from "../lib/workspace";
@@ -26,7 +26,9 @@ function useSignedIn(): boolean | null {
   const [signedIn, setSignedIn] = useState<boolean | null>(getAccessToken() ? true : null);
   useEffect(() => {
     const off = onSessionChange(setSignedIn);
-    if (!getAccessToken()) void refresh().then(setSignedIn);
+    // The start-up refresh may have finished between the first render and this effect.
+    if (getAccessToken()) setSignedIn(true);
+    else void refresh().then(setSignedIn);
     return off;
   }, []);
   return signedIn;
@@ -52,9 +54,10 @@ function SignedIn() {
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [location.pathname]);
 
-  if (!me) return <Loading />;
+  // A returning person's workspace is remembered: its pages load while the account does.
+  if (!me && !currentWorkspace()) return <Loading />;
   const creating = location.pathname.startsWith("/workspaces/new") || location.pathname.startsWith("/invitations");
-  if (!workspace && !creating) return <Navigate to="/workspaces/new" replace />;
+  if (me && !workspace && !creating) return <Navigate to="/workspaces/new" replace />;
 
   return (
     <div className="min-h-screen md:flex">
@@ -69,7 +72,7 @@ function SignedIn() {
           </Button>
         </div>
         <nav id="main-nav" aria-label={t("nav.label")} className={`${menuOpen ? "block" : "hidden"} px-2 pb-4 md:block`}>
-          {workspace ? (
+          {me && workspace ? (
             <div className="mb-3 px-2">
               <label className="text-xs text-slate-500" htmlFor="workspace-switch">
                 {t("nav.workspace")}
@@ -110,8 +113,8 @@ function SignedIn() {
             ))}
           </ul>
           <div className="mt-4 space-y-2 border-t border-slate-200 px-2 pt-4 text-sm">
-            <p className="truncate text-slate-500" title={me.email}>
-              {me.email}
+            <p className="truncate text-slate-500" title={me?.email}>
+              {me?.email}
             </p>
             <label className="sr-only" htmlFor="lang-switch">
               {t("nav.language")}
@@ -127,7 +130,7 @@ function SignedIn() {
         </nav>
       </aside>
       <main id="main" className="mx-auto w-full max-w-6xl flex-1 p-4 md:p-8">
-        {me.is_verified ? null : <VerifyBanner />}
+        {me && !me.is_verified ? <VerifyBanner /> : null}
         <Outlet />
       </main>
     </div>

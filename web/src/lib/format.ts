@@ -24,5 +24,5 @@ export function percent(used: number, limit: number): number {
 
 /** The tag a business pastes into its pages: the widget script with the assistant's key. */
 export function widgetSnippet(origin: string, publicKey: string): string {
-  return `<script src="${origin}/widget.js" data-key="${publicKey}" async></script>`;
+  return `<script src="${origin}/widget.js" data-assistant="${publicKey}" async></script>`;
 }

@@ -7,8 +7,10 @@ import { chooseWorkspace, currentWorkspace } from "../auth/session";
 export type Me = Schemas["Me"];
 export type WorkspaceRef = Schemas["WorkspaceRef"];
 
+export const meQuery = { queryKey: ["me"], queryFn: () => unwrap(api.GET("/api/v1/me")), staleTime: 60_000 };
+
 export function useMe() {
-  return useQuery({ queryKey: ["me"], queryFn: () => unwrap(api.GET("/api/v1/me")), staleTime: 60_000 });
+  return useQuery(meQuery);
 }
 
 /** The saved workspace if the person still belongs to it, else their first one. */
