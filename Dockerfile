@@ -9,6 +9,14 @@ RUN npm ci --no-audit --no-fund --loglevel=error
 COPY widget/ ./
 RUN npm run build
 
+# The dashboard, built apart too: its dist/ is served at /app.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY web/ ./
+RUN npm run build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -37,6 +45,7 @@ COPY migrations ./migrations
 COPY worker ./worker
 COPY backend ./backend
 COPY --from=widget /widget/dist/widget.js ./widget/dist/widget.js
+COPY --from=web /web/dist ./web/dist
 RUN python -m compileall -q backend worker migrations
 
 # The code stays owned by root: the app can read it, not change it.

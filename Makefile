@@ -16,7 +16,8 @@ BENCH_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test lint typecheck widget widget-check services-start services-stop bench clean
+.PHONY: help run test lint typecheck widget widget-check web web-check web-api screenshots services-start \
+	services-stop bench clean
 
 help:
 	@echo "make run             run Parley locally (embedded PostgreSQL and Redis, API, worker)"
@@ -25,6 +26,9 @@ help:
 	@echo "make typecheck       mypy (strict)"
 	@echo "make widget          build the chat widget (widget/dist/widget.js)"
 	@echo "make widget-check    the widget's type check, unit tests, build and size budget"
+	@echo "make web             build the dashboard (web/dist, served at /app)"
+	@echo "make web-check       the dashboard's type check, unit tests, build and size budget"
+	@echo "make web-api         regenerate the dashboard's typed API client from the OpenAPI schema"
 	@echo "make services-start  install and start the test PostgreSQL and Redis; prints their URLs"
 	@echo "make services-stop   stop them and delete their data"
 	@echo "make bench           run the benchmarks against the test services"
@@ -63,12 +67,34 @@ widget: widget/dist/widget.js
 widget-check: widget/node_modules/.installed
 	cd widget && npm run --silent check
 
-run: $(VENV)/.installed-run widget/dist/widget.js
+# The dashboard, the same way.
+WEB_SOURCES := $(shell find web/src web/public web/scripts -type f 2>/dev/null) \
+	web/package.json web/vite.config.ts web/tsconfig.json web/index.html
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+web: web/dist/index.html
+
+web-check: web/node_modules/.installed
+	cd web && npm run --silent check
+
+# The schema comes from create_app() itself: no server, no database.
+web-api: $(VENV)/.installed-dev web/node_modules/.installed
+	@mkdir -p build
+	PARLEY_LOG_JSON=false $(BIN)/python -m backend.dashboard.openapi > build/openapi.json
+	cd web && npm run --silent api
+
+run: $(VENV)/.installed-run widget/dist/widget.js web/dist/index.html
 	$(BIN)/parley run
 
 # The services are stopped whatever happens (failure, Ctrl-C); the first failing step's exit
 # code is make's.
-test: $(VENV)/.installed-dev widget-check
+test: $(VENV)/.installed-dev widget-check web-check
 	$(SERVICES) install
 	$(SERVICES) with bash -c 'set -e; \
 		echo "ruff format --check"; $(BIN)/ruff format --check .; \
@@ -95,5 +121,6 @@ bench: $(VENV)/.installed-dev
 	$(SERVICES) with $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist widget/node_modules widget/dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist widget/node_modules widget/dist \
+		web/node_modules web/dist
 	find . -path ./.data -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

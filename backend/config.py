@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     quota_reservation_ttl_seconds: int = Field(default=900, ge=60)
     # The chat widget.
     widget_dir: Path | None = None  # default: widget/dist of the source tree
+    # The dashboard's built files, served at /app.
+    web_dir: Path | None = None  # default: web/dist of the source tree
     widget_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     widget_heartbeat_seconds: float = Field(default=25.0, gt=0, le=300)
     widget_replay_events: int = Field(default=2000, ge=10, le=100_000)
@@ -188,6 +190,10 @@ class Settings(BaseSettings):
     @property
     def resolved_widget_dir(self) -> Path:
         return self.widget_dir or Path(__file__).resolve().parent.parent / "widget" / "dist"
+
+    @property
+    def resolved_web_dir(self) -> Path:
+        return self.web_dir or Path(__file__).resolve().parent.parent / "web" / "dist"
 
     @property
     def resolved_model_cache_dir(self) -> Path:

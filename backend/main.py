@@ -17,6 +17,7 @@ from backend.audit.endpoints import router as audit_router
 from backend.auth.endpoints import me_router
 from backend.auth.endpoints import router as auth_router
 from backend.config import Environment, get_settings
+from backend.dashboard.endpoints import router as dashboard_router
 from backend.db import get_engine
 from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
@@ -87,6 +88,7 @@ def create_app() -> FastAPI:
         widget_router,
         widget_socket_router,
         telegram_router,
+        dashboard_router,
     ):
         app.include_router(router)
     app.include_router(provider_settings_router("/api/v1/provider-settings"))

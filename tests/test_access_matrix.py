@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import select
 
+from backend.auth.cookies import CSRF_HEADER, REFRESH_COOKIE
 from backend.auth.service import create_user
 from backend.auth.users import UserDatabase, UserManager
 from backend.db import PendingJob, unit_of_work
@@ -65,6 +66,7 @@ class Payload:
     json: Any = None
     data: dict[str, str] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    headers: dict[str, str] | None = None  # sent besides the caller's own
 
 
 # Builds the request body of a case. The actor is the account about to call, when there is one.
@@ -115,6 +117,19 @@ async def _login_form(scene: Scene, actor: Account | None) -> Payload:
 async def _refresh_body(scene: Scene, actor: Account | None) -> Payload:
     account = await make_account()
     return Payload(json={"refresh_token": account.refresh_token})
+
+
+async def _session_login_body(scene: Scene, actor: Account | None) -> Payload:
+    account = await make_account()
+    return Payload(
+        json={"email": account.email, "password": account.password}, headers={CSRF_HEADER: "1"}
+    )
+
+
+async def _session_cookie(scene: Scene, actor: Account | None) -> Payload:
+    account = await make_account()
+    cookie = f"{REFRESH_COOKIE}={account.refresh_token}"
+    return Payload(headers={CSRF_HEADER: "1", "Cookie": cookie})
 
 
 async def _email_body(scene: Scene, actor: Account | None) -> Payload:
@@ -188,6 +203,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/auth/token"): Case(Access.public, 200, body=_login_form),
     ("POST", "/api/v1/auth/refresh"): Case(Access.public, 200, body=_refresh_body),
     ("POST", "/api/v1/auth/logout"): Case(Access.public, 204, body=_refresh_body),
+    ("POST", "/api/v1/auth/session"): Case(Access.public, 200, body=_session_login_body),
+    ("POST", "/api/v1/auth/session/refresh"): Case(Access.public, 200, body=_session_cookie),
+    ("DELETE", "/api/v1/auth/session"): Case(Access.public, 204, body=_session_cookie),
     ("POST", "/api/v1/auth/verify/request"): Case(Access.public, 202, body=_email_body),
     ("POST", "/api/v1/auth/verify"): Case(Access.public, 200, body=_verify_body),
     ("POST", "/api/v1/auth/forgot-password"): Case(Access.public, 202, body=_email_body),
@@ -551,7 +569,12 @@ async def _call(
     url = await scene.url(template)
     payload = await CASES[key].body(scene, actor)
     return await (client or scene.client).request(
-        method, url, json=payload.json, data=payload.data, files=payload.files, headers=headers
+        method,
+        url,
+        json=payload.json,
+        data=payload.data,
+        files=payload.files,
+        headers={**headers, **(payload.headers or {})},
     )
 
 

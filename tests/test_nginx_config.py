@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PARLEY_CONF = REPO / "nginx" / "parley.conf"
 UPSTREAM_CONF = REPO / "nginx" / "upstream.conf"
 LISTEN = "listen 80;"
+WEB_ROOT = "root /srv/parley;"  # where nginx/Dockerfile puts the dashboard (under app/)
 
 
 def _nginx() -> str:
@@ -162,8 +163,15 @@ def proxy(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     text = PARLEY_CONF.read_text()
     assert text.count(LISTEN) == 1
+    web = tmp_path / "web"
+    (web / "app" / "assets").mkdir(parents=True)
+    (web / "app" / "index.html").write_text("<!doctype html><title>Parley</title>")
+    (web / "app" / "assets" / "index-abc.js").write_text("export {};")
+    (web / "app" / "widget-preview.html").write_text("<!doctype html><p>preview</p>")
     copy = tmp_path / "parley.conf"
-    copy.write_text(text.replace(LISTEN, f"listen 127.0.0.1:{port};"))
+    copy.write_text(
+        text.replace(LISTEN, f"listen 127.0.0.1:{port};").replace(WEB_ROOT, f"root {web};")
+    )
     conf = _main_conf(tmp_path, f"127.0.0.1:{upstream.server_address[1]}", copy)
     log = tmp_path / "error.log"
     process = subprocess.Popen(  # noqa: S603 (fixed argv)
@@ -250,3 +258,26 @@ def test_metrics_are_not_exposed_and_json_is_compressed(proxy: str) -> None:
     headers, body = _get(f"{proxy}/big", {"Accept-Encoding": "gzip"})
     assert headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(body))["items"][0] == "parley"
+
+
+def test_the_dashboard_is_served_with_index_html_for_its_routes(proxy: str) -> None:
+    for path in ("/app/", "/app/assistants/123", "/app/login?next=%2F"):
+        headers, body = _get(f"{proxy}{path}")
+        assert body == b"<!doctype html><title>Parley</title>", path
+        assert headers["Cache-Control"] == "no-cache"
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["X-Frame-Options"] == "DENY"
+    headers, body = _get(f"{proxy}/app/assets/index-abc.js")
+    assert body == b"export {};"
+    assert headers["Cache-Control"] == "max-age=315360000"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _get(f"{proxy}/app/assets/gone.js")
+    assert missing.value.code == 404
+
+
+def test_only_the_widget_preview_may_be_framed_and_only_by_parley(proxy: str) -> None:
+    headers, _ = _get(f"{proxy}/app/widget-preview.html")
+    assert headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]

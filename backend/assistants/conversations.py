@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -18,11 +19,13 @@ from backend.errors import NotFound
 from backend.kit.pagination import Page, PageParams, next_cursor_of, page_params
 from backend.kit.pagination import paginate_newest_first as newest_first
 from backend.kit.sse import SSE_HEADERS, sse_event
+from backend.kit.text import PlainText
 from backend.models import (
     Channel,
     Conversation,
     Message,
     MessageFeedback,
+    Rating,
 )
 from backend.tenancy.context import TenantContext, require
 from backend.tenancy.permissions import Permission
@@ -74,18 +77,48 @@ async def list_conversations(
     page: Paging,
     assistant_id: Annotated[uuid.UUID | None, Query()] = None,
     channel: Annotated[Channel | None, Query()] = None,
+    since: Annotated[date | None, Query(description="Started on or after this day (UTC)")] = None,
+    until: Annotated[date | None, Query(description="Started on or before this day (UTC)")] = None,
+    feedback: Annotated[
+        Rating | None, Query(description="Only those with an answer rated so")
+    ] = None,
+    q: Annotated[
+        PlainText | None, Query(max_length=200, description="Words in any of its messages")
+    ] = None,
 ) -> Page[schemas.ConversationRead]:
-    """Conversations, newest first, optionally of one assistant or channel."""
+    """Conversations, newest first, optionally of one assistant, channel, period, rating, or
+    with messages containing some words."""
     statement = select(Conversation).where(Conversation.tenant_id == ctx.tenant_id)
     if assistant_id is not None:
         statement = statement.where(Conversation.assistant_id == assistant_id)
     if channel is not None:
         statement = statement.where(Conversation.channel == channel)
+    if since is not None:
+        statement = statement.where(Conversation.created_at >= _day_start(since))
+    if until is not None:
+        statement = statement.where(Conversation.created_at < _day_start(until + timedelta(1)))
+    if feedback is not None:
+        rated = (
+            select(MessageFeedback.id)
+            .join(Message, Message.id == MessageFeedback.message_id)
+            .where(Message.conversation_id == Conversation.id, MessageFeedback.rating == feedback)
+        )
+        statement = statement.where(rated.exists())
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        said = select(Message.id).where(
+            Message.conversation_id == Conversation.id, Message.content.ilike(pattern)
+        )
+        statement = statement.where(said.exists())
     statement = newest_first(statement, Conversation.created_at, Conversation.id, page)
     rows, cursor = next_cursor_of(list(await session.scalars(statement)), page.limit)
     return Page(
         items=[schemas.ConversationRead.model_validate(r) for r in rows], next_cursor=cursor
     )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @router.get("/{conversation_id}", response_model=schemas.ConversationRead)
@@ -129,6 +162,7 @@ def reply_read(result: ReplyResult) -> schemas.ReplyRead:
         question=message_read(result.question),
         answer=message_read(result.answer),
         usage_id=result.usage_id,
+        cost_micros=result.cost_micros,
     )
 
 

@@ -96,6 +96,7 @@ class ReplyResult:
     question: Message
     answer: Message
     usage_id: uuid.UUID | None
+    cost_micros: int = 0
 
 
 async def prepare_reply(
@@ -420,7 +421,7 @@ class ReplyRun:
             )
             session.add(answer)
             await session.flush()
-            usage_id = None
+            usage_id, cost = None, 0
             charged = not self.falls_back
             # A failure before any text consumed nothing; one midway is recorded at no cost.
             if asked_model and (charged or completion > 0):
@@ -435,7 +436,7 @@ class ReplyRun:
                     completion_tokens=completion,
                     charged=charged,
                 )
-                usage_id = row.id
+                usage_id, cost = row.id, row.cost_micros
             counts_tokens = charged and plan.provider is not None and plan.provider.is_llm
             await quota.settle(
                 session,
@@ -452,7 +453,7 @@ class ReplyRun:
             )
         if plan.question_message is None:
             raise RuntimeError("a reply plan must come from prepare_reply")
-        self._result = ReplyResult(plan.question_message, answer, usage_id)
+        self._result = ReplyResult(plan.question_message, answer, usage_id, cost)
         return self._result
 
     def _fallback_reason(self) -> str:

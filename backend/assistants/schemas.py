@@ -200,6 +200,9 @@ class ReplyRead(BaseModel):
     question: MessageRead
     answer: MessageRead
     usage_id: uuid.UUID | None = Field(description="The ledger row of this reply, if any")
+    cost_micros: int = Field(
+        default=0, description="What the reply cost, in millionths of the billing currency"
+    )
 
 
 class FeedbackCreate(BaseModel):

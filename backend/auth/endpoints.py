@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Cookie, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users import exceptions as fu_exceptions
 from sqlalchemy import select
 
-from backend.auth import schemas, service, tokens
+from backend.auth import cookies, schemas, service, tokens
 from backend.auth.users import CurrentUser, UserManagerDep
 from backend.config import get_settings
 from backend.db import SessionDep, set_user_context
-from backend.errors import BadRequest
+from backend.errors import BadRequest, NotAuthenticated
 from backend.kit import ratelimit
 from backend.models import Membership, Tenant
 from backend.redis import get_redis
@@ -88,6 +88,53 @@ async def refresh(body: schemas.RefreshRequest, session: SessionDep) -> schemas.
 async def logout(body: schemas.RefreshRequest, session: SessionDep) -> None:
     """Revoke the refresh token and every token rotated from the same login."""
     await tokens.revoke_refresh_token(session, body.refresh_token)
+
+
+@router.post("/session", response_model=schemas.AccessTokenResponse)
+async def open_session(
+    body: schemas.Login,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    manager: UserManagerDep,
+) -> schemas.AccessTokenResponse:
+    """Log in from the dashboard: the access token in the body, the refresh token in an
+    httpOnly, Secure, SameSite=Strict cookie that only /api/v1/auth/session receives."""
+    cookies.check_csrf(request)
+    await _limit(request, "login", body.email, get_settings().login_rate_limit)
+    user = await service.authenticate(manager, body.email, body.password)
+    return _cookie_session(response, await tokens.issue_token_pair(session, user))
+
+
+RefreshCookie = Annotated[str | None, Cookie(alias=cookies.REFRESH_COOKIE, max_length=200)]
+
+
+@router.post("/session/refresh", response_model=schemas.AccessTokenResponse)
+async def refresh_session(
+    request: Request, response: Response, session: SessionDep, refresh_token: RefreshCookie = None
+) -> schemas.AccessTokenResponse:
+    """Rotate the cookie's refresh token (the same single-use rule as /refresh); needs the
+    X-Parley-CSRF header and, when the browser sends one, Parley's own Origin."""
+    cookies.check_csrf(request)
+    if not refresh_token:
+        raise NotAuthenticated("There is no session cookie. Log in again.")
+    return _cookie_session(response, await tokens.rotate_refresh_token(session, refresh_token))
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def close_session(
+    request: Request, response: Response, session: SessionDep, refresh_token: RefreshCookie = None
+) -> None:
+    """Log out from the dashboard: revoke the cookie's login and clear the cookie."""
+    cookies.check_csrf(request)
+    if refresh_token:
+        await tokens.revoke_refresh_token(session, refresh_token)
+    cookies.clear_refresh_cookie(response)
+
+
+def _cookie_session(response: Response, pair: tokens.TokenPair) -> schemas.AccessTokenResponse:
+    cookies.set_refresh_cookie(response, pair.refresh_token)
+    return schemas.AccessTokenResponse(access_token=pair.access_token, expires_in=pair.expires_in)
 
 
 @router.post("/verify/request", status_code=status.HTTP_202_ACCEPTED)

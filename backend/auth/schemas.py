@@ -37,6 +37,12 @@ class TokenResponse(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
+class AccessTokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105  (the OAuth2 token type, not a secret)
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
 class EmailRequest(BaseModel):
     email: EmailStr
 

@@ -54,10 +54,12 @@ class SessionRead(BaseModel):
 
 
 def _cors(response: Response, request: Request) -> None:
+    # Vary even without an Origin: a same-origin answer (the dashboard's preview) cached by the
+    # browser must not be reused for another site's page, which needs its CORS header.
+    response.headers["Vary"] = "Origin"
     origin = request.headers.get("origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
 
 
 async def _allowed(session: SessionDep, request: Request, key: str) -> WidgetAssistant:

@@ -116,6 +116,7 @@ async def test_streamed_llm_answer_with_citations_and_usage(
         // 1_000_000
     )
     assert usage.cost_micros == expected > 0
+    assert done["cost_micros"] == expected  # the playground shows it
     assert await _replies_used(owner) == 1
 
 
@@ -158,6 +159,7 @@ async def test_provider_failure_gives_the_fallback_and_charges_nothing(
     assert "500" in answer["metadata"]["error"] or "error" in answer["metadata"]["error"]
     assert chat_server.request_count == retries + 1  # retried, then gave up
     assert reply["usage_id"] is None
+    assert reply["cost_micros"] == 0
     assert await _usage(owner) == []
     assert await _replies_used(owner) == 0
     assert owner.tenant_id is not None

@@ -29,6 +29,17 @@ async def test_config_shows_the_assistant_and_its_looks(
     assert "instructions" not in body["assistant"]
 
 
+async def test_a_config_without_origin_still_varies_by_origin(
+    client: AsyncClient, widget: WidgetSetup
+) -> None:
+    """A same-origin fetch (the dashboard's preview) sends no Origin; if the browser cached
+    that answer for a business's page, the page would get no CORS header and no widget."""
+    response = await client.get(f"/api/widget/config?key={widget.key}")
+    assert response.status_code == 200
+    assert response.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in response.headers
+
+
 async def test_appearance_set_through_the_api_reaches_the_widget(
     client: AsyncClient, widget: WidgetSetup
 ) -> None:
