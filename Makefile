@@ -29,6 +29,7 @@ help:
 	@echo "make web             build the dashboard (web/dist, served at /app)"
 	@echo "make web-check       the dashboard's type check, unit tests, build and size budget"
 	@echo "make web-api         regenerate the dashboard's typed API client from the OpenAPI schema"
+	@echo "make screenshots     PNGs of the dashboard's main pages in docs/screenshots/"
 	@echo "make services-start  install and start the test PostgreSQL and Redis; prints their URLs"
 	@echo "make services-stop   stop them and delete their data"
 	@echo "make bench           run the benchmarks against the test services"
@@ -101,6 +102,11 @@ test: $(VENV)/.installed-dev widget-check web-check
 		echo "ruff check"; $(BIN)/ruff check .; \
 		echo "mypy"; $(BIN)/mypy; \
 		echo "pytest"; $(BIN)/pytest $(PYTEST_ARGS)'
+
+# The dashboard's main pages in Chromium, against a real Parley with test services.
+screenshots: $(VENV)/.installed-dev widget/dist/widget.js web/dist/index.html
+	$(SERVICES) install
+	$(SERVICES) with $(BIN)/pytest -q -p no:cacheprovider tests/browser/screenshots.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .

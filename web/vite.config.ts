@@ -12,6 +12,13 @@ export default defineConfig({
     sourcemap: false,
     emptyOutDir: true,
     manifest: true,
+    rollupOptions: {
+      // TanStack Query marks its modules "use client" for server-component bundlers; a browser
+      // bundle has no use for it.
+      onwarn(warning, warn) {
+        if (warning.code !== "MODULE_LEVEL_DIRECTIVE") warn(warning);
+      },
+    },
   },
   server: {
     port: 8700,

@@ -10,26 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp import web
 from httpx import AsyncClient
-from playwright.async_api import BrowserContext, FilePayload, Page, expect
+from playwright.async_api import BrowserContext, FilePayload, expect
 
 from backend.config import get_settings
 from backend.db import PendingJob
 from backend.models import Role
-from tests.factories.accounts import DEFAULT_PASSWORD, Account
+from tests.browser.dashboard import HANDBOOK, log_in, open_from_nav
+from tests.factories.accounts import DEFAULT_PASSWORD
 from tests.factories.assistants import create_assistant
 from tests.factories.knowledge import run_jobs
 from tests.factories.tenancy import add_member, make_workspace
-
-HANDBOOK = b"""# Harbour Shoes handbook
-
-## Opening hours
-
-The shop opens at 10:00 on Saturdays and closes at 16:00. On Sundays it is closed.
-
-## Returns
-
-Shoes can be returned within 30 days with the receipt.
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,19 +62,6 @@ async def business_site() -> AsyncIterator[tuple[str, dict[str, str]]]:
     await runner.cleanup()
 
 
-async def _log_in(page: Page, parley_url: str, account: Account, path: str = "/") -> None:
-    """Log in through the form; `path` is the dashboard page to land on (under /app)."""
-    await page.goto(f"{parley_url}/app/login?next={path}")
-    await page.get_by_label("Email", exact=True).fill(account.email)
-    await page.get_by_label("Password", exact=True).fill(account.password)
-    await page.get_by_role("button", name="Log in").click()
-    await page.wait_for_url(f"{parley_url}/app{path.rstrip('/')}")
-
-
-async def _nav(page: Page, name: str) -> None:
-    await page.get_by_role("navigation").get_by_role("link", name=name, exact=True).click()
-
-
 async def test_from_sign_up_to_a_widget_conversation_with_its_feedback(
     context: BrowserContext,
     parley_url: str,
@@ -107,7 +84,7 @@ async def test_from_sign_up_to_a_widget_conversation_with_its_feedback(
     await expect(page.get_by_role("heading", name="Assistants", exact=True)).to_be_visible()
 
     # 3. A knowledge base with an uploaded document, processed until ready.
-    await _nav(page, "Knowledge")
+    await open_from_nav(page, "Knowledge")
     await page.get_by_label("Name", exact=True).fill("Handbook")
     await page.get_by_role("button", name="Create", exact=True).click()
     await expect(page.get_by_role("heading", name="Handbook")).to_be_visible()
@@ -121,7 +98,7 @@ async def test_from_sign_up_to_a_widget_conversation_with_its_feedback(
     await expect(row).to_contain_text("ready", timeout=10_000)  # the table polls
 
     # 2. An assistant that uses it.
-    await _nav(page, "Assistants")
+    await open_from_nav(page, "Assistants")
     await page.get_by_label("Name", exact=True).fill("Shop helper")
     await page.get_by_role("button", name="Create assistant").click()
     await expect(page.get_by_role("heading", name="Shop helper")).to_be_visible()
@@ -165,7 +142,7 @@ async def test_from_sign_up_to_a_widget_conversation_with_its_feedback(
     await expect(reply.locator('button[aria-label="Helpful"][aria-pressed="true"]')).to_be_visible()
 
     # 7. The dashboard shows that conversation, with the visitor's feedback.
-    await _nav(page, "Conversations")
+    await open_from_nav(page, "Conversations")
     await page.get_by_label("Channel", exact=True).select_option("widget")
     await page.get_by_label("Feedback", exact=True).select_option("up")
     rows = page.get_by_test_id("conversation-row")
@@ -183,7 +160,7 @@ async def test_a_viewer_sees_the_settings_but_cannot_change_them(
     assistant = await create_assistant(client, owner, name="Read-only helper")
     viewer = await add_member(client, owner, Role.viewer)
     page = await context.new_page()
-    await _log_in(page, parley_url, viewer, f"/assistants/{assistant['id']}")
+    await log_in(page, parley_url, viewer, f"/assistants/{assistant['id']}")
     await expect(page.get_by_role("heading", name="Read-only helper")).to_be_visible()
     await expect(page.get_by_label("Name", exact=True)).to_be_disabled()
     await expect(page.get_by_label("Instructions", exact=True)).to_be_disabled()
@@ -193,7 +170,7 @@ async def test_a_viewer_sees_the_settings_but_cannot_change_them(
         page.get_by_text("Your role can view these settings but not change them.")
     ).to_be_visible()
     await expect(page.get_by_text("Your role cannot talk to assistants.")).to_be_visible()
-    await _nav(page, "Assistants")
+    await open_from_nav(page, "Assistants")
     await expect(page.get_by_role("link", name="Read-only helper")).to_be_visible()
     await expect(page.get_by_role("button", name="Create assistant")).to_have_count(0)
 
@@ -205,7 +182,7 @@ async def test_another_workspaces_assistant_is_not_found(
     assistant = await create_assistant(client, theirs, name="Not yours")
     mine = await make_workspace()
     page = await context.new_page()
-    await _log_in(page, parley_url, mine, f"/assistants/{assistant['id']}")
+    await log_in(page, parley_url, mine, f"/assistants/{assistant['id']}")
     await expect(page.get_by_role("alert")).to_contain_text(
         "This assistant does not exist in this workspace."
     )
@@ -233,7 +210,7 @@ async def test_the_dashboard_is_interactive_within_a_second(
     owner = await make_workspace()
     await create_assistant(client, owner, name="Quick helper")
     page = await context.new_page()
-    await _log_in(page, parley_url, owner)
+    await log_in(page, parley_url, owner)
     await expect(page.get_by_role("link", name="Quick helper")).to_be_visible()
     # A fresh load with the session cookie: scripts, token refresh, account, the first list.
     fresh = await context.new_page()

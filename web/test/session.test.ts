@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiError, authedFetch, chooseWorkspace, CSRF_HEADER, errorFrom, getAccessToken, logIn, logOut, refresh } from "../src/auth/session";
+import { ApiError, authedFetch, chooseWorkspace, CSRF_HEADER, currentWorkspace, errorFrom, getAccessToken, logIn, logOut, refresh } from "../src/auth/session";
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
@@ -62,6 +62,15 @@ describe("the cookie session", () => {
     expect(refreshed).toBe(true);
     const retried = calls[calls.length - 1];
     expect(retried?.headers.get("X-Parley-Tenant")).toBe("tenant-1");
+  });
+
+  it("forgets the workspace on logout, so the next person doesn't start in it", async () => {
+    chooseWorkspace("tenant-1");
+    const calls = mockFetch(() => new Response(null, { status: 204 }));
+    await logOut();
+    expect(currentWorkspace()).toBeNull();
+    expect(calls[0]?.method).toBe("DELETE");
+    expect(calls[0]?.headers.get(CSRF_HEADER)).toBe("1");
   });
 
   it("gives up after one refresh: a second 401 is returned as it is", async () => {

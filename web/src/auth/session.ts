@@ -90,6 +90,7 @@ export async function logOut(): Promise<void> {
     await sessionCall("DELETE", "");
   } finally {
     setAccessToken(null);
+    localStorage.removeItem(TENANT_KEY);
   }
 }
 

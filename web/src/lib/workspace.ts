@@ -1,6 +1,6 @@
 // The signed-in person and the workspace they are working in (kept across reloads).
 import { useQuery, useQueryClient } from "@tanstack/react-query";
-import { useCallback } from "react";
+import { useCallback, useEffect, useRef } from "react";
 import { api, unwrap, type Schemas } from "../api/client";
 import { chooseWorkspace, currentWorkspace } from "../auth/session";
 
@@ -27,7 +27,18 @@ export function useWorkspace(): {
   const client = useQueryClient();
   const { data: me } = useMe();
   const workspace = me ? pickWorkspace(me.workspaces, currentWorkspace()) : undefined;
-  if (workspace && workspace.tenant_id !== currentWorkspace()) chooseWorkspace(workspace.tenant_id);
+  const replaced = useRef(false);
+  // Written during render, so the page's own requests below already carry the workspace.
+  if (workspace && workspace.tenant_id !== currentWorkspace()) {
+    replaced.current = currentWorkspace() !== null;
+    chooseWorkspace(workspace.tenant_id);
+  }
+  // Pages may have asked with a remembered workspace this person no longer belongs to.
+  useEffect(() => {
+    if (!replaced.current) return;
+    replaced.current = false;
+    void client.resetQueries({ predicate: (q) => q.queryKey[0] !== "me" });
+  });
   const choose = useCallback(
     (id: string) => {
       chooseWorkspace(id);

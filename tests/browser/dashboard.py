@@ -1,0 +1,31 @@
+"""What the dashboard's browser tests and `make screenshots` share."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page
+
+from tests.factories.accounts import Account
+
+HANDBOOK = b"""# Harbour Shoes handbook
+
+## Opening hours
+
+The shop opens at 10:00 on Saturdays and closes at 16:00. On Sundays it is closed.
+
+## Returns
+
+Shoes can be returned within 30 days with the receipt.
+"""
+
+
+async def log_in(page: Page, parley_url: str, account: Account, path: str = "/") -> None:
+    """Log in through the form; `path` is the dashboard page to land on (under /app)."""
+    await page.goto(f"{parley_url}/app/login?next={path}")
+    await page.get_by_label("Email", exact=True).fill(account.email)
+    await page.get_by_label("Password", exact=True).fill(account.password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{parley_url}/app{path.rstrip('/')}")
+
+
+async def open_from_nav(page: Page, name: str) -> None:
+    await page.get_by_role("navigation").get_by_role("link", name=name, exact=True).click()
