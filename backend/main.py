@@ -22,6 +22,7 @@ from backend.db import get_engine
 from backend.handlers import install_error_handlers
 from backend.health.endpoints import router as health_router
 from backend.jobs import close_arq_pool
+from backend.kit.heap import freeze_startup_objects, unfreeze
 from backend.knowledge.endpoints import provider_settings_router, upload_body_limit
 from backend.knowledge.endpoints import router as knowledge_router
 from backend.logging import configure_logging
@@ -44,7 +45,9 @@ from backend.widget.socket import router as widget_socket_router
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    freeze_startup_objects()
     yield
+    unfreeze()
     await wait_for_replies()
     await close_hub()
     await close_telegram_sessions()

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.collector import collector_paused
 from bench.stats import latency_summary, percentile
 
 Headers = dict[str, str]
@@ -218,13 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    header_sets = _load_headers(args.headers_file)
-    loop_name = _install_fast_loop()
-    result: dict[str, Any]
+def _run(args: argparse.Namespace, header_sets: list[Headers]) -> dict[str, Any]:
     if args.mode == "open":
-        result = asyncio.run(
+        return asyncio.run(
             run_open(
                 args.url,
                 header_sets,
@@ -235,16 +232,23 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
             )
         )
-    else:
-        result = asyncio.run(
-            run_closed(
-                args.url,
-                header_sets,
-                connections=args.connections,
-                duration=args.duration,
-                timeout=args.timeout,
-            )
+    return asyncio.run(
+        run_closed(
+            args.url,
+            header_sets,
+            connections=args.connections,
+            duration=args.duration,
+            timeout=args.timeout,
         )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    header_sets = _load_headers(args.headers_file)
+    loop_name = _install_fast_loop()
+    with collector_paused():
+        result = _run(args, header_sets)
     result["client"] = f"aiohttp {aiohttp.__version__} on {loop_name}"
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

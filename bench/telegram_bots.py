@@ -95,6 +95,7 @@ from bench.api_overhead import (
     wait_for_quiet,
     wait_ready,
 )
+from bench.collector import collector_paused
 from bench.serve import fastest_implementations
 from bench.stats import latency_summary, ratio
 
@@ -1382,7 +1383,11 @@ def process_main(argv: list[str]) -> int:
         run_async(serve_standin(args.ready_file, args.token))
         return 0
     spec = json.loads(args.spec.read_text())
-    result = run_async(run_load(spec) if args.role == "load" else run_burst(spec))
+    if args.role == "load":
+        with collector_paused():
+            result = run_async(run_load(spec))
+    else:
+        result = run_async(run_burst(spec))
     json.dump(result, sys.stdout)
     return 0
 

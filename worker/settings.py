@@ -12,6 +12,7 @@ from arq.worker import Function, func
 
 from backend.config import TelegramMode, get_settings
 from backend.email.tasks import send_email
+from backend.kit.heap import freeze_startup_objects, unfreeze
 from backend.knowledge import tasks as knowledge
 from backend.logging import configure_logging
 from backend.redis import arq_redis_settings
@@ -39,6 +40,7 @@ def _polling_jobs() -> list[CronJob]:
 
 async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(_settings.log_level, _settings.log_json)
+    freeze_startup_objects()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -49,6 +51,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await get_engine().dispose()
     await close_sessions()
     await close_chat_providers()
+    unfreeze()
 
 
 class WorkerSettings:
