@@ -183,8 +183,10 @@ async def send_message(
     answer. `done` carries the authoritative final text: after a provider failure it is the
     assistant's fallback message, whatever deltas came before."""
     await _conversation(session, ctx, conversation_id)
-    await end_request_transaction()
-    plan = await prepare_reply(ctx.tenant_id, body.content, conversation_id=conversation_id)
+    plan = await prepare_reply(
+        ctx.tenant_id, body.content, conversation_id=conversation_id, session=session
+    )
+    await end_request_transaction()  # the quota hold is visible to other requests from here
     run = ReplyRun(plan)
     if body.stream:
         return StreamingResponse(_stream(run), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,12 +110,17 @@ async def prepare_reply(
     temperature: float | None = None,
     max_tokens: int | None = None,
     question_meta: dict[str, Any] | None = None,
+    session: AsyncSession | None = None,
 ) -> ReplyPlan:
     """Everything before generation, committed: raises QuotaExceeded (nothing saved) when a
-    limit is reached, NotFound for a conversation or assistant not in this workspace."""
-    async with unit_of_work(tenant_id=tenant_id) as session:
+    limit is reached, NotFound for a conversation or assistant not in this workspace.
+
+    An endpoint passes its request's `session` (scoped to `tenant_id`) and commits it right
+    after, with `end_request_transaction()`: one transaction and one pooled connection for the
+    whole request instead of two, and what the request already loaded is not read again."""
+    async with _transaction(tenant_id, session) as session:
         conversation, assistant = await _conversation_and_assistant(
-            session, tenant_id, conversation_id, new_conversation
+            session, tenant_id, conversation_id, new_conversation, content
         )
         if history is None:
             history = await _history(session, conversation.id)
@@ -139,12 +145,24 @@ async def prepare_reply(
             meta=question_meta or {},
         )
         session.add(question)
-        conversation.last_message_at = datetime.now(UTC)
-        conversation.title = conversation.title or content[:80]
+        if new_conversation is None:
+            conversation.last_message_at = datetime.now(UTC)
+            conversation.title = conversation.title or content[:80]
         await session.flush()
         plan.question_id, plan.question_message = question.id, question
         plan.reservation = await _reserve(session, assistant, conversation, plan)
         return plan
+
+
+@asynccontextmanager
+async def _transaction(
+    tenant_id: uuid.UUID, session: AsyncSession | None
+) -> AsyncIterator[AsyncSession]:
+    if session is not None:
+        yield session
+        return
+    async with unit_of_work(tenant_id=tenant_id) as own:
+        yield own
 
 
 async def _conversation_and_assistant(
@@ -152,20 +170,20 @@ async def _conversation_and_assistant(
     tenant_id: uuid.UUID,
     conversation_id: uuid.UUID | None,
     new: NewConversation | None,
+    content: str,
 ) -> tuple[Conversation, Assistant]:
     if new is not None:
-        assistant = await session.scalar(
-            select(Assistant).where(
-                Assistant.id == new.assistant_id, Assistant.tenant_id == tenant_id
-            )
-        )
-        if assistant is None:
+        # From the session's identity map when the request has just loaded it: no query.
+        assistant = await session.get(Assistant, new.assistant_id)
+        if assistant is None or assistant.tenant_id != tenant_id:
             raise NotFound("Assistant not found.")
         conversation = Conversation(
             tenant_id=tenant_id,
             assistant_id=assistant.id,
             channel=new.channel,
             external_user_id=new.external_user_id,
+            title=content[:80],
+            last_message_at=datetime.now(UTC),
             meta={},
         )
         session.add(conversation)

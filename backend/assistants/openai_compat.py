@@ -107,7 +107,6 @@ async def chat_completions(
     """OpenAI's chat completions, answered by the assistant `model` names."""
     assistant = await _assistant_named(session, ctx, body.model)
     question, history = _question_and_history(body.messages)
-    await end_request_transaction()
     plan = await prepare_reply(
         ctx.tenant_id,
         question,
@@ -115,7 +114,9 @@ async def chat_completions(
         history=history,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        session=session,
     )
+    await end_request_transaction()  # the quota hold is visible to other requests from here
     run = ReplyRun(plan)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:

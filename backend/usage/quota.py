@@ -1,10 +1,10 @@
 """Quotas: reserve before generating, settle after, so concurrent replies cannot overspend.
 
 A reservation raises the `*_reserved` columns of every counter it touches in one transaction,
-each with an UPDATE whose WHERE clause checks the limit against used + reserved + asked. The row
-lock serializes concurrent reservations of one counter, and PostgreSQL re-checks the WHERE
-clause on the locked row's newest version, so at the edge of a quota exactly as many requests
-win as fit. Settling moves the actual use into `*_used` and releases the rest.
+each with an upsert whose WHERE clause checks the limit against used + reserved + asked. The row
+lock serializes concurrent reservations of one counter, and PostgreSQL checks the WHERE clause
+of ON CONFLICT DO UPDATE on the locked row's newest version, so at the edge of a quota exactly as
+many requests win as fit. Settling moves the actual use into `*_used` and releases the rest.
 
 Counters are reserved in a fixed order (by scope), so two reservations never deadlock.
 """
@@ -105,22 +105,26 @@ def visitor_day_limit(
     )
 
 
-_ENSURE = text(
-    "INSERT INTO quota_counters (id, tenant_id, scope, period_start, replies_used,"
-    " replies_reserved, tokens_used, tokens_reserved)"
-    " VALUES (gen_random_uuid(), :tenant, :scope, :period, 0, 0, 0, 0)"
-    " ON CONFLICT DO NOTHING"
-)
+# One statement per counter: a period's first reservation creates the counter holding it, any
+# later one raises the held amounts on the locked row, and either only if the limit has room
+# (no row comes back when it has none).
 _RESERVE = text(
-    "UPDATE quota_counters"
-    " SET replies_reserved = replies_reserved + :replies,"
-    "     tokens_reserved = tokens_reserved + :tokens"
-    " WHERE tenant_id = :tenant AND scope = :scope AND period_start = :period"
-    "   AND (CAST(:replies_limit AS bigint) IS NULL"
-    "        OR replies_used + replies_reserved + :replies <= :replies_limit)"
-    "   AND (CAST(:tokens_limit AS bigint) IS NULL"
-    "        OR tokens_used + tokens_reserved + :tokens <= :tokens_limit)"
-    " RETURNING replies_used, tokens_used"
+    """
+    INSERT INTO quota_counters AS c (id, tenant_id, scope, period_start,
+                                     replies_used, replies_reserved, tokens_used, tokens_reserved)
+    SELECT gen_random_uuid(), CAST(:tenant AS uuid), CAST(:scope AS text),
+           CAST(:period AS date), 0, CAST(:replies AS bigint), 0, CAST(:tokens AS bigint)
+    WHERE (CAST(:replies_limit AS bigint) IS NULL OR :replies <= :replies_limit)
+      AND (CAST(:tokens_limit AS bigint) IS NULL OR :tokens <= :tokens_limit)
+    ON CONFLICT (tenant_id, scope, period_start) DO UPDATE
+    SET replies_reserved = c.replies_reserved + EXCLUDED.replies_reserved,
+        tokens_reserved = c.tokens_reserved + EXCLUDED.tokens_reserved
+    WHERE (CAST(:replies_limit AS bigint) IS NULL
+           OR c.replies_used + c.replies_reserved + EXCLUDED.replies_reserved <= :replies_limit)
+      AND (CAST(:tokens_limit AS bigint) IS NULL
+           OR c.tokens_used + c.tokens_reserved + EXCLUDED.tokens_reserved <= :tokens_limit)
+    RETURNING c.replies_used, c.tokens_used
+    """
 )
 _SETTLE = text(
     "UPDATE quota_counters"
@@ -145,12 +149,12 @@ async def reserve(
     so the hold is visible to every other request while the reply is generated."""
     ordered = sorted(limits, key=lambda limit: (limit.scope, limit.period_start))
     for limit in ordered:
-        params = {"tenant": tenant_id, "scope": limit.scope, "period": limit.period_start}
-        await session.execute(_ENSURE, params)
         held = await session.execute(
             _RESERVE,
             {
-                **params,
+                "tenant": tenant_id,
+                "scope": limit.scope,
+                "period": limit.period_start,
                 "replies": replies,
                 "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
                 "replies_limit": limit.replies,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +15,12 @@ from backend.llm import (
     count_message_tokens,
     count_tokens,
 )
-from backend.llm.openai_provider import MAX_RETRY_AFTER, parse_retry_after, retry_delay
+from backend.llm.openai_provider import (
+    MAX_RETRY_AFTER,
+    parse_retry_after,
+    retry_delay,
+    sse_data,
+)
 from tests.llm.conftest import ProviderFactory
 from tests.llm.helpers import REPLY, chat_request, read_stream
 from tests.standins.openai_chat import ChatStandIn, split_reply
@@ -219,6 +225,50 @@ async def test_a_malformed_chunk_after_text_is_not_retried(
     assert chat_server.request_count == 1
 
 
+async def test_an_error_event_before_any_text_is_retried_and_its_message_kept(
+    chat_server: ChatStandIn, make_provider: ProviderFactory
+) -> None:
+    chat_server.error_event("The model is overloaded.", after_deltas=0)
+
+    first = await read_stream(make_provider(max_retries=0), chat_request())
+    assert first.deltas == []
+    assert first.error is not None
+    assert (first.error.retryable, first.error.started) == (True, False)
+    assert "reported an error mid-answer: The model is overloaded." in first.error.reason
+
+    chat_server.error_event(after_deltas=0)
+    retried = await read_stream(make_provider(max_retries=1), chat_request())
+    assert retried.error is None
+    assert "".join(retried.deltas) == REPLY
+    assert chat_server.request_count == 3
+
+
+async def test_an_error_event_after_text_keeps_the_text_and_is_not_retried(
+    chat_server: ChatStandIn, make_provider: ProviderFactory
+) -> None:
+    chat_server.error_event(after_deltas=2)
+
+    outcome = await read_stream(make_provider(max_retries=3), chat_request())
+
+    assert outcome.deltas == split_reply(REPLY, chat_server.delta_count)[:2]
+    assert outcome.error is not None
+    assert (outcome.error.retryable, outcome.error.started) == (True, True)
+    assert chat_server.request_count == 1
+
+
+async def test_a_chunk_of_the_wrong_shape_cannot_be_read(
+    chat_server: ChatStandIn, make_provider: ProviderFactory
+) -> None:
+    chat_server.wrong_shape(after_deltas=1)
+
+    outcome = await read_stream(make_provider(max_retries=3), chat_request())
+
+    assert outcome.deltas == split_reply(REPLY, chat_server.delta_count)[:1]
+    assert outcome.error is not None
+    assert (outcome.error.retryable, outcome.error.started) == (True, True)
+    assert "could not be read" in outcome.error.reason
+
+
 async def test_a_stream_cut_off_midway_keeps_its_text_and_is_not_retried(
     chat_server: ChatStandIn, make_provider: ProviderFactory
 ) -> None:
@@ -298,3 +348,20 @@ def test_retry_after_headers_are_read_in_every_form() -> None:
     from_date = parse_retry_after({"retry-after": in_ten_seconds})
     assert from_date is not None
     assert 8.0 <= from_date <= 10.5
+
+
+async def test_server_sent_events_are_read_as_the_format_defines() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in [
+            ": a comment, skipped",
+            "event: message",
+            'data: {"a":',
+            "data:1}",
+            "",
+            "",
+            "id: 7",
+            "data: [DONE]",
+        ]:
+            yield line
+
+    assert [data async for data in sse_data(lines())] == ['{"a":\n1}', "[DONE]"]

