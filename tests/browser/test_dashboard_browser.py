@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp import web
 from httpx import AsyncClient
-from playwright.async_api import BrowserContext, FilePayload, expect
+from playwright.async_api import Browser, BrowserContext, FilePayload, expect
 
 from backend.config import get_settings
 from backend.db import PendingJob
@@ -222,3 +222,77 @@ async def test_the_dashboard_is_interactive_within_a_second(
     assert ready_ms <= 1000, f"interactive after {ready_ms:.0f} ms"
     await link.press("Enter")
     await expect(fresh.get_by_role("heading", name="Quick helper")).to_be_visible()
+
+
+FOCUS_STYLE = """() => {
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  return { text: el.textContent, outline: style.outlineStyle, width: parseFloat(style.outlineWidth),
+           visible: box.width > 1 && box.height > 1 };
+}"""
+
+
+async def test_the_dashboard_works_by_keyboard_with_visible_focus(
+    context: BrowserContext, parley_url: str, client: AsyncClient
+) -> None:
+    owner = await make_workspace()
+    await create_assistant(client, owner, name="Keyboard helper")
+    page = await context.new_page()
+    await log_in(page, parley_url, owner)
+    await expect(page.get_by_role("link", name="Keyboard helper")).to_be_visible()
+    await page.goto(f"{parley_url}/app/")
+    await expect(page.get_by_role("link", name="Keyboard helper")).to_be_visible()
+
+    # The first Tab reaches "skip to content", shown while it has the focus, with a ring.
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate(FOCUS_STYLE)
+    assert focused["text"] == "Skip to content", focused
+    assert focused["visible"], focused
+    assert (focused["outline"], focused["width"]) == ("solid", 3), focused
+
+    # Every later stop shows the ring too; the menu is reached and followed by keyboard.
+    for _ in range(30):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(FOCUS_STYLE)
+        assert (focused["outline"], focused["width"]) == ("solid", 3), focused
+        if focused["text"] == "Knowledge":
+            break
+    else:
+        raise AssertionError("the Knowledge link was not reached by Tab")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Knowledge", exact=True)).to_be_visible()
+
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+async def test_on_a_phone_the_menu_folds_and_pages_fit_the_width(
+    browser: Browser, parley_url: str, client: AsyncClient
+) -> None:
+    owner = await make_workspace()
+    assistant = await create_assistant(client, owner, name="Pocket helper")
+    phone = await browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        page = await phone.new_page()
+        await log_in(page, parley_url, owner)
+        menu = page.get_by_role("button", name="Menu")
+        nav_link = page.get_by_role("navigation").get_by_role("link", name="Usage", exact=True)
+        await expect(menu).to_be_visible()
+        await expect(menu).to_have_attribute("aria-expanded", "false")
+        await expect(nav_link).to_be_hidden()
+        assert await page.evaluate(NO_SIDEWAYS_SCROLL)
+
+        await menu.click()
+        await expect(menu).to_have_attribute("aria-expanded", "true")
+        await nav_link.click()
+        await expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+        await expect(nav_link).to_be_hidden()  # the menu folds again after choosing
+
+        for path in (f"/assistants/{assistant['id']}", "/knowledge", "/conversations"):
+            await page.goto(f"{parley_url}/app{path}")
+            await expect(page.get_by_role("button", name="Menu")).to_be_visible()
+            await page.wait_for_load_state("networkidle")
+            assert await page.evaluate(NO_SIDEWAYS_SCROLL), path
+    finally:
+        await phone.close()
