@@ -1342,9 +1342,9 @@ def summarize(phases: list[Phase], base: str, other: str) -> dict[str, Any]:
 SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
     ("API-key auth, tenant context, body parsing", "start", "handler"),
-    ("assistant lookup, request transaction commit", "handler", "prepare_start"),
-    ("prepare_reply: one transaction (below)", "prepare_start", "prepare_end"),
-    ("response start, role chunk sent", "prepare_end", "upstream_call"),
+    ("assistant lookup", "handler", "prepare_start"),
+    ("prepare_reply, in the request's transaction (below)", "prepare_start", "prepare_end"),
+    ("the commit, response start, role chunk sent", "prepare_end", "upstream_call"),
     ("calling the upstream until it has the request", "upstream_call", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),
@@ -1355,7 +1355,7 @@ DIRECT_SEGMENTS = (
     ("upstream's first token (fixed delay) to the client", "arrival", "first"),
 )
 PREPARE_SPANS = (
-    ("conversation", "new conversation: assistant read again, insert"),
+    ("conversation", "new conversation: the assistant, the insert"),
     ("retrieval", "retrieval"),
     ("query_embedding", "  of which query embedding"),
     ("provider_settings", "workspace provider settings lookup"),
