@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from tests.factories.accounts import Account
 
@@ -28,4 +28,8 @@ async def log_in(page: Page, parley_url: str, account: Account, path: str = "/")
 
 
 async def open_from_nav(page: Page, name: str) -> None:
+    """Follow a menu link and wait for the page it opens (headed by the link's name): the
+    router keeps the previous page on screen while the next one's code loads, and a form field
+    filled meanwhile would be the old page's."""
     await page.get_by_role("navigation").get_by_role("link", name=name, exact=True).click()
+    await expect(page.get_by_role("heading", name=name, exact=True, level=1)).to_be_visible()
