@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 import time
+import warnings
 import zipfile
 
 import pytest
@@ -436,3 +437,33 @@ def test_deeply_nested_html() -> None:
     page = "<div>" * 5_000 + "<p>Deep inside.</p>" + "</div>" * 5_000
     doc = parse_document(page.encode())
     assert "Deep inside." in texts(doc)
+
+
+def test_navigation_bars_of_generated_docs_are_dropped_and_look_alikes_kept() -> None:
+    # DocBook's output (the PostgreSQL manual's), XHTML with navigation tables around the text.
+    page = b"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+    <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"
+      "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+    <html xmlns="http://www.w3.org/1999/xhtml"><head><title>2.5. Querying a Table</title></head>
+    <body><div class="navheader"><table width="100%" summary="Navigation header">
+    <tr><th colspan="3">2.5. Querying a Table</th></tr>
+    <tr><td><a href="a.html">Prev</a></td><td>Chapter 2. The SQL Language</td>
+    <td><a href="b.html">Next</a></td></tr></table><hr/></div>
+    <div class="sect1"><h2>2.5. Querying a Table</h2>
+    <p>To retrieve data from a table, the table is queried with SELECT.</p></div>
+    <div id="breadcrumbs"><a href="/">Docs</a> / <a href="/tutorial">Tutorial</a></div>
+    <ul role="navigation"><li><a href="c.html">Up</a></li></ul>
+    <div class="lunch-menu"><p>Soup of the day: tomato.</p></div>
+    <div class="navy-theme"><p>Colours are navy and white.</p></div>
+    <div class="navfooter"><table summary="Navigation footer"><tr>
+    <td><a href="a.html">Prev</a></td><td><a href="index.html">Home</a></td>
+    <td><a href="b.html">Next</a></td></tr></table></div></body></html>"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # XHTML read as HTML warns nobody
+        doc = parse_document(page)
+    assert [b.text for b in doc.blocks] == [
+        "2.5. Querying a Table",
+        "To retrieve data from a table, the table is queried with SELECT.",
+        "Soup of the day: tomato.",
+        "Colours are navy and white.",
+    ]

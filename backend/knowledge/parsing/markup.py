@@ -8,8 +8,9 @@ markup cannot exhaust Python's recursion limit.
 from __future__ import annotations
 
 import re
+import warnings
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 from bs4.element import (
     CData,
     Comment,
@@ -80,6 +81,13 @@ _CONTAINERS = {
 _BREAK = "\ue000"
 _SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction, CData)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+# Navigation without a <nav> tag: what generated documentation wraps its "Prev / Up / Next" bars
+# in (DocBook's navheader and navfooter tables, Bootstrap's navbar, breadcrumbs). Matched on
+# whole words of a class or id, so a restaurant's "menu" or a "navy-theme" stays.
+_NAVIGATION_WORDS = frozenset(
+    {"nav", "navbar", "navigation", "navheader", "navfooter", "breadcrumb", "breadcrumbs"}
+)
+_WORDS = re.compile(r"[a-z0-9]+")
 
 
 def parse_html(text: str, limits: Limits) -> ParsedDocument:
@@ -89,7 +97,10 @@ def parse_html(text: str, limits: Limits) -> ParsedDocument:
             "its text as a PDF or text file and upload that."
         )
     try:
-        soup = BeautifulSoup(text, "lxml")
+        with warnings.catch_warnings():
+            # XHTML read as HTML is what a browser does too; nothing for anyone to act on.
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+            soup = BeautifulSoup(text, "lxml")
     except Exception as exc:  # lxml gives up only on pathological input
         raise ParseError("The HTML page could not be read.") from exc
     title_tag = soup.find("title")
@@ -97,7 +108,7 @@ def parse_html(text: str, limits: Limits) -> ParsedDocument:
     for tag in soup.find_all(DROPPED_TAGS):
         if not tag.decomposed:
             tag.decompose()
-    for tag in soup.find_all(_is_hidden):
+    for tag in soup.find_all(_is_hidden_or_navigation):
         if not tag.decomposed:
             tag.decompose()
     for br in soup.find_all("br"):
@@ -113,11 +124,26 @@ def parse_html(text: str, limits: Limits) -> ParsedDocument:
     )
 
 
-def _is_hidden(tag: Tag) -> bool:
+def _is_hidden_or_navigation(tag: Tag) -> bool:
     if tag.has_attr("hidden") or tag.get("aria-hidden") == "true":
         return True
+    if tag.get("role") == "navigation":
+        return True
     style = tag.get("style")
-    return isinstance(style, str) and bool(_HIDDEN_STYLE.search(style))
+    if isinstance(style, str) and _HIDDEN_STYLE.search(style):
+        return True
+    return tag.name != "body" and _names_navigation(tag)
+
+
+def _names_navigation(tag: Tag) -> bool:
+    classes = tag.get("class")
+    names: list[str] = [str(c) for c in classes] if isinstance(classes, list) else []
+    if isinstance(classes, str):
+        names.append(classes)
+    ident = tag.get("id")
+    if isinstance(ident, str):
+        names.append(ident)
+    return any(word in _NAVIGATION_WORDS for name in names for word in _WORDS.findall(name.lower()))
 
 
 def _walk(root: Tag, sink: BlockSink, limits: Limits) -> None:
