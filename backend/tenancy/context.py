@@ -15,11 +15,11 @@ from typing import Annotated, NewType
 import jwt
 from fastapi import Depends, Header, Request
 from fastapi_users.jwt import decode_jwt
-from sqlalchemy import select, text
+from sqlalchemy import String, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.users import get_access_token_strategy
-from backend.db import SessionDep, set_lookup_context, set_tenant_context
+from backend.db import SessionDep, set_lookup_context
 from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
 from backend.kit.logcontext import bind_request_fields
 from backend.kit.secrets import hash_token
@@ -70,11 +70,20 @@ def _parse_tenant_header(value: str | None) -> uuid.UUID:
 async def _context_from_api_key(
     session: AsyncSession, token: str, request: Request
 ) -> TenantContext:
-    await set_lookup_context(session, hash_token(token))
-    key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+    digest = hash_token(token)
+    await set_lookup_context(session, digest)
+    # The key's workspace becomes the transaction's in the statement that finds the key (one
+    # round trip fewer on every API call); a revoked key's request ends right here.
+    found = (
+        await session.execute(
+            select(
+                ApiKey, func.set_config("app.tenant_id", cast(ApiKey.tenant_id, String), True)
+            ).where(ApiKey.key_hash == digest)
+        )
+    ).first()
+    key = found[0] if found is not None else None
     if key is None or key.revoked_at is not None:
         raise NotAuthenticated("The API key is not valid or was revoked.")
-    await set_tenant_context(session, key.tenant_id)
     now = datetime.now(UTC)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
