@@ -15,11 +15,11 @@ from typing import Annotated, NewType
 import jwt
 from fastapi import Depends, Header, Request
 from fastapi_users.jwt import decode_jwt
-from sqlalchemy import String, cast, func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.users import get_access_token_strategy
-from backend.db import SessionDep, set_lookup_context
+from backend.db import SessionDep, set_lookup_context, tenant_context_from
 from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
 from backend.kit.logcontext import bind_request_fields
 from backend.kit.secrets import hash_token
@@ -76,9 +76,7 @@ async def _context_from_api_key(
     # round trip fewer on every API call); a revoked key's request ends right here.
     found = (
         await session.execute(
-            select(
-                ApiKey, func.set_config("app.tenant_id", cast(ApiKey.tenant_id, String), True)
-            ).where(ApiKey.key_hash == digest)
+            select(ApiKey, tenant_context_from(ApiKey.tenant_id)).where(ApiKey.key_hash == digest)
         )
     ).first()
     key = found[0] if found is not None else None
