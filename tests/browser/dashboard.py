@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+from httpx import AsyncClient
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.factories.accounts import Account
+from tests.factories.assistants import create_assistant
+from tests.factories.tenancy import make_workspace
 
 HANDBOOK = b"""# Harbour Shoes handbook
 
@@ -33,3 +36,15 @@ async def open_from_nav(page: Page, name: str) -> None:
     filled meanwhile would be the old page's."""
     await page.get_by_role("navigation").get_by_role("link", name=name, exact=True).click()
     await expect(page.get_by_role("heading", name=name, exact=True, level=1)).to_be_visible()
+
+
+async def owner_with_assistant(
+    context: BrowserContext, parley_url: str, client: AsyncClient, name: str
+) -> Page:
+    """A new workspace's owner, logged in, on the assistants page listing assistant `name`."""
+    owner = await make_workspace()
+    await create_assistant(client, owner, name=name)
+    page = await context.new_page()
+    await log_in(page, parley_url, owner)
+    await expect(page.get_by_role("link", name=name)).to_be_visible()
+    return page

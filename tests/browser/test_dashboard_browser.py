@@ -15,7 +15,7 @@ from playwright.async_api import Browser, BrowserContext, FilePayload, expect
 from backend.config import get_settings
 from backend.db import PendingJob
 from backend.models import Role
-from tests.browser.dashboard import HANDBOOK, log_in, open_from_nav
+from tests.browser.dashboard import HANDBOOK, log_in, open_from_nav, owner_with_assistant
 from tests.factories.accounts import DEFAULT_PASSWORD
 from tests.factories.assistants import create_assistant
 from tests.factories.knowledge import run_jobs
@@ -207,11 +207,7 @@ WATCH_FOR_LINK = """
 async def test_the_dashboard_is_interactive_within_a_second(
     context: BrowserContext, parley_url: str, client: AsyncClient
 ) -> None:
-    owner = await make_workspace()
-    await create_assistant(client, owner, name="Quick helper")
-    page = await context.new_page()
-    await log_in(page, parley_url, owner)
-    await expect(page.get_by_role("link", name="Quick helper")).to_be_visible()
+    await owner_with_assistant(context, parley_url, client, "Quick helper")
     # A fresh load with the session cookie: scripts, token refresh, account, the first list.
     fresh = await context.new_page()
     await fresh.add_init_script(WATCH_FOR_LINK)
@@ -236,11 +232,7 @@ FOCUS_STYLE = """() => {
 async def test_the_dashboard_works_by_keyboard_with_visible_focus(
     context: BrowserContext, parley_url: str, client: AsyncClient
 ) -> None:
-    owner = await make_workspace()
-    await create_assistant(client, owner, name="Keyboard helper")
-    page = await context.new_page()
-    await log_in(page, parley_url, owner)
-    await expect(page.get_by_role("link", name="Keyboard helper")).to_be_visible()
+    page = await owner_with_assistant(context, parley_url, client, "Keyboard helper")
     await page.goto(f"{parley_url}/app/")
     await expect(page.get_by_role("link", name="Keyboard helper")).to_be_visible()
 
