@@ -119,6 +119,23 @@ def test_other_zip_archives_are_refused() -> None:
     assert "not a Word (.docx) or Excel (.xlsx)" in reason(out.getvalue(), filename="a.docx")
 
 
+def test_a_zip_packed_with_a_method_python_cannot_unpack_is_refused() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("[Content_Types].xml", b"<Types/>")
+        archive.writestr("word/document.xml", b"<w:document/>")
+    packed = bytearray(out.getvalue())
+    # Mark every entry as packed with method 99 (WinZip's AES) in its local and central headers.
+    for signature, field in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = packed.find(signature)
+        while at != -1:
+            packed[at + field : at + field + 2] = (99).to_bytes(2, "little")
+            at = packed.find(signature, at + 4)
+    assert reason(bytes(packed), filename="a.docx") == (
+        "The file is a ZIP archive packed in a way Parley can't read."
+    )
+
+
 # Each format
 
 
