@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, String, cast, func, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -179,12 +179,6 @@ async def unit_of_work(
 
 async def set_tenant_context(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     await _set_config(session, "app.tenant_id", str(tenant_id))
-
-
-def tenant_context_from(tenant_id: ColumnExpressionArgument[uuid.UUID]) -> ColumnElement[Any]:
-    """A select-list expression that makes the found row's tenant the transaction's, for the
-    query that finds the tenant (one round trip instead of a query and set_tenant_context)."""
-    return func.set_config("app.tenant_id", cast(tenant_id, String), True)
 
 
 async def set_user_context(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from httpx import AsyncClient
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from backend.db import PendingJob, unit_of_work
-from backend.models import Invitation, Role
+from backend.models import Invitation, Role, User
 from tests.factories.accounts import make_account
 from tests.factories.tenancy import add_member, make_workspace
 
@@ -195,6 +195,35 @@ async def test_api_keys_shown_once_scoped_and_revocable(client: AsyncClient) -> 
     after = await client.get("/api/v1/tenant", headers=with_key)
     assert after.status_code == 401
     assert "revoked" in after.json()["detail"]
+
+
+async def test_workspace_access_by_membership_and_account_state(client: AsyncClient) -> None:
+    owner = await make_workspace()
+    stranger = await make_account()
+    not_member = await client.get("/api/v1/tenant", headers=stranger.headers(owner.tenant_id))
+    assert not_member.status_code == 404
+    assert "not a member" in not_member.json()["detail"]
+
+    member = await add_member(client, owner, Role.agent)
+    assert (await client.get("/api/v1/tenant", headers=member.headers())).status_code == 200
+    async with unit_of_work() as session:
+        await session.execute(
+            update(User).where(User.id == member.user_id).values(is_active=False)  # type: ignore[arg-type]
+        )
+    inactive = await client.get("/api/v1/tenant", headers=member.headers())
+    assert inactive.status_code == 401
+    assert "not active" in inactive.json()["detail"]
+
+    async with unit_of_work() as session:
+        await session.execute(delete(User).where(User.id == owner.user_id))  # type: ignore[arg-type]
+    gone = await client.get("/api/v1/tenant", headers=owner.headers())
+    assert gone.status_code == 401
+
+    unknown_key = await client.get(
+        "/api/v1/tenant", headers={"Authorization": "Bearer prl_not-a-key-anyone-was-given"}
+    )
+    assert unknown_key.status_code == 401
+    assert "not valid" in unknown_key.json()["detail"]
 
 
 async def test_audit_log_records_who_what_where(client: AsyncClient) -> None:

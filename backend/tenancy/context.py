@@ -15,15 +15,15 @@ from typing import Annotated, NewType
 import jwt
 from fastapi import Depends, Header, Request
 from fastapi_users.jwt import decode_jwt
-from sqlalchemy import select, text
+from sqlalchemy import Uuid, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.users import get_access_token_strategy
-from backend.db import SessionDep, set_lookup_context, tenant_context_from
+from backend.db import SessionDep
 from backend.errors import BadRequest, Forbidden, NotAuthenticated, NotFound
 from backend.kit.logcontext import bind_request_fields
 from backend.kit.secrets import hash_token
-from backend.models import ApiKey, Membership, Role, User
+from backend.models import ApiKey, Role
 from backend.tenancy.permissions import API_KEY_SCOPES, ROLE_PERMISSIONS, Permission
 
 TenantId = NewType("TenantId", uuid.UUID)
@@ -32,9 +32,12 @@ API_KEY_PREFIX = "prl_"
 TENANT_HEADER = "X-Parley-Tenant"
 # last_used_at is written at most this often per key, to keep hot API paths read-only.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# fastapi-users declares the user columns as plain attributes; the table column is typed.
-_users_is_active = User.__table__.c.is_active
-_users_id = User.__table__.c.id
+_ENTER_WORKSPACE = text(
+    "SELECT role, is_active FROM parley_enter_workspace(:user_id, :tenant_id)"
+).bindparams(bindparam("user_id", type_=Uuid()), bindparam("tenant_id", type_=Uuid()))
+_ENTER_WITH_API_KEY = select(ApiKey).from_statement(
+    text("SELECT * FROM parley_enter_with_api_key(:key_hash)").columns(*ApiKey.__table__.columns)
+)
 
 
 @dataclass(frozen=True)
@@ -70,16 +73,9 @@ def _parse_tenant_header(value: str | None) -> uuid.UUID:
 async def _context_from_api_key(
     session: AsyncSession, token: str, request: Request
 ) -> TenantContext:
-    digest = hash_token(token)
-    await set_lookup_context(session, digest)
-    # The key's workspace becomes the transaction's in the statement that finds the key (one
-    # round trip fewer on every API call); a revoked key's request ends right here.
-    found = (
-        await session.execute(
-            select(ApiKey, tenant_context_from(ApiKey.tenant_id)).where(ApiKey.key_hash == digest)
-        )
-    ).first()
-    key = found[0] if found is not None else None
+    # One call reveals the key whose hash we know and makes its workspace the transaction's
+    # (migration 5b1e0c9d7f42); a revoked key's request ends right here.
+    key = (await session.scalars(_ENTER_WITH_API_KEY, {"key_hash": hash_token(token)})).first()
     if key is None or key.revoked_at is not None:
         raise NotAuthenticated("The API key is not valid or was revoked.")
     now = datetime.now(UTC)
@@ -117,29 +113,24 @@ def _user_id_from_access_token(token: str | None) -> uuid.UUID:
 async def _context_from_member(
     session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID, request: Request
 ) -> TenantContext:
-    await session.execute(
-        text("SELECT set_config('app.user_id', :u, true), set_config('app.tenant_id', :t, true)"),
-        {"u": str(user_id), "t": str(tenant_id)},
-    )
+    # Sets app.user_id and app.tenant_id, then reads the membership and the account, in one
+    # call (migration 5b1e0c9d7f42).
     found = (
-        await session.execute(
-            select(Membership.role, _users_is_active)
-            .join(User, Membership.user_id == User.id)
-            .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
-        )
+        await session.execute(_ENTER_WORKSPACE, {"user_id": user_id, "tenant_id": tenant_id})
     ).first()
     if found is None:
-        if await session.scalar(select(_users_is_active).where(_users_id == user_id)) is None:
-            raise NotAuthenticated()  # a valid token of an account that no longer exists
-        raise NotFound("Workspace not found, or you are not a member of it.")
+        raise NotAuthenticated()  # a valid token of an account that no longer exists
     role, active = found
+    if role is None:
+        raise NotFound("Workspace not found, or you are not a member of it.")
     if not active:
         raise NotAuthenticated("The account is not active.")
+    member_role = Role(role)
     return TenantContext(
         tenant_id=TenantId(tenant_id),
-        permissions=ROLE_PERMISSIONS[role],
+        permissions=ROLE_PERMISSIONS[member_role],
         user_id=user_id,
-        role=role,
+        role=member_role,
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
