@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     database_admin_url: SecretStr | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
+    # A round trip per checkout; off, a connection the server closed is still caught for free.
+    database_pool_pre_ping: bool = False
     redis_url: SecretStr | None = None
 
     secret_key: SecretStr = SecretStr("change-me-in-production-parley-dev-secret")

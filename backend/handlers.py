@@ -94,6 +94,17 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)  # noqa: S101
+    if exc.connection_invalidated:
+        # The connection broke mid-request (the pool is refreshed); nothing was committed.
+        log.warning("database_connection_lost", exc_type=type(exc.orig).__name__)
+        return JSONResponse(
+            {
+                "error": "service_unavailable",
+                "detail": "The connection to the database was lost; try again.",
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     state = _sqlstate(exc)
     if state is not None and state.startswith(_DATA_EXCEPTION_CLASS):
         return JSONResponse(
