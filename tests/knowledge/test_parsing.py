@@ -338,6 +338,14 @@ def test_encrypted_pdf() -> None:
     assert reason(protected) == "The PDF is password-protected; upload an unprotected copy."
 
 
+def test_pdf_locked_by_a_security_handler_pypdf_lacks() -> None:
+    # The public-key handler (certificates, not a password): pypdf raises NotImplementedError.
+    protected = encrypt_pdf(GUIDE_PDF, user_password="secret", owner_password="owner-secret")
+    assert b"/Filter /Standard" in protected
+    other_handler = protected.replace(b"/Filter /Standard", b"/Filter /PubSec  ")
+    assert reason(other_handler) == "The PDF is password-protected; upload an unprotected copy."
+
+
 def test_pdf_without_text_layer() -> None:
     assert "no text to read" in reason(make_pdf([[], []]))
 

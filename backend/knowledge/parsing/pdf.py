@@ -48,14 +48,16 @@ def parse_pdf(data: bytes, limits: Limits) -> ParsedDocument:
         if reader.is_encrypted:
             try:
                 opened = reader.decrypt("")
-            except (DependencyError, NotImplementedError) as exc:
+            except DependencyError as exc:
                 raise ParseError(PROTECTED) from exc
             if opened == PasswordType.NOT_DECRYPTED:
                 raise ParseError(PROTECTED)
         page_count = len(reader.pages)
     except ParseError:
         raise
-    except FileNotDecryptedError as exc:
+    except (FileNotDecryptedError, NotImplementedError) as exc:
+        # NotImplementedError: an encryption pypdf cannot open (a handler other than the
+        # standard password one, an unknown algorithm), raised while reading or decrypting.
         raise ParseError(PROTECTED) from exc
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise ParseError(
