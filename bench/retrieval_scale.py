@@ -696,6 +696,8 @@ async def explain_plans(app: str, plans: list[TenantPlan], exact_max: int) -> di
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
+    from backend.knowledge.retrieval import hnsw_statement
+
     engine = create_async_engine(app, poolclass=NullPool)
     out: dict[str, str] = {}
     rng = np.random.default_rng(7)
@@ -716,10 +718,7 @@ async def explain_plans(app: str, plans: list[TenantPlan], exact_max: int) -> di
         ),
         "hnsw": (
             biggest,
-            "SELECT chunk_id, 1 - ((embedding::vector(384)) <=> CAST(:q AS vector(384))) "
-            "AS similarity FROM knowledge_chunk_embeddings "
-            "WHERE model = :model AND knowledge_base_id = :kb "
-            "ORDER BY (embedding::vector(384)) <=> CAST(:q AS vector(384)) LIMIT :n",
+            hnsw_statement(DIMENSION),
         ),
         "exact": (
             exact,
@@ -882,7 +881,8 @@ def print_table(result: dict[str, Any]) -> None:
             f"VACUUM + ANALYZE {load['vacuum_analyze_s']:.1f} s"
         )
         print(
-            f"  HNSW build: {b['build_s']:.1f} s; index {b['index_mib']:,.0f} MiB, table "
+            f"  HNSW build: {b['build_s']:.1f} s over {b.get('partitions', 1)} partition(s); "
+            f"index {b['index_mib']:,.0f} MiB, table "
             f"{b['table_mib']:,.0f} MiB; peak RSS of the building backend "
             f"{b['leader_peak_rss_mib']} MiB (its shared-memory graph included)"
         )
@@ -1024,11 +1024,29 @@ async def build(
     print(f"  {index['build_s']:.1f} s")
     conn = await _connect(admin)
     try:
+        # Summed over the partitions (a partitioned table or index has no storage of its own).
         index["index_mib"] = (
-            int(await conn.fetchval("SELECT pg_relation_size($1::regclass)", index_name)) / 2**20
+            int(
+                await conn.fetchval(
+                    "SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree($1::regclass)",
+                    index_name,
+                )
+            )
+            / 2**20
         )
         index["table_mib"] = (
-            int(await conn.fetchval("SELECT pg_table_size('knowledge_chunk_embeddings')")) / 2**20
+            int(
+                await conn.fetchval(
+                    "SELECT sum(pg_table_size(relid)) "
+                    "FROM pg_partition_tree('knowledge_chunk_embeddings')"
+                )
+            )
+            / 2**20
+        )
+        index["partitions"] = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_partition_tree('knowledge_chunk_embeddings') WHERE isleaf"
+            )
         )
         await conn.execute("ANALYZE knowledge_chunk_embeddings")
     finally:

@@ -36,3 +36,13 @@ def drop_tenant_rls(table: str) -> None:
     op.execute(f"DROP POLICY IF EXISTS tenant_isolation ON {table}")
     op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+
+
+def partition_name(table: str, number: int) -> str:
+    """The name of a hash partition of `table` (migrations/env.py leaves these to migrations)."""
+    return f"{table}_p{number:02d}"
+
+
+def is_partition_name(name: str) -> bool:
+    head, _, number = name.rpartition("_p")
+    return bool(head) and len(number) == 2 and number.isdigit()

@@ -260,11 +260,37 @@ async def test_every_table_with_a_tenant_column_is_mapped() -> None:
     """A table that the migrations created with tenant_id, but no model maps, is caught too."""
     async with connect(TEST_ADMIN_URL) as conn:
         rows = await conn.fetch(
-            "SELECT table_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND column_name = $1",
+            "SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
+            "AND NOT c.relispartition AND a.attname = $1 AND NOT a.attisdropped",
             TENANT_COLUMN,
         )
-    assert {r["table_name"] for r in rows} == set(TENANT_TABLES)
+    assert {r["relname"] for r in rows} == set(TENANT_TABLES)
+
+
+async def test_partitions_of_tenant_tables_are_closed_to_the_app() -> None:
+    """The app reaches a partition only through its parent, whose policies then apply."""
+    async with connect(TEST_ADMIN_URL) as conn:
+        partitions = await conn.fetch(
+            "SELECT c.relname, p.relname AS parent, c.relrowsecurity, c.relforcerowsecurity, "
+            "has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE') AS usable, "
+            "(SELECT count(*) FROM pg_policy WHERE polrelid = c.oid) AS policies "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE c.relispartition AND p.relname = ANY ($2)",
+            APP_LOGIN,
+            TENANT_TABLES,
+        )
+    assert {r["parent"] for r in partitions} == {"knowledge_chunk_embeddings"}
+    assert len(partitions) == 32
+    for row in partitions:
+        assert not row["usable"], f"{row['relname']}: the app may use it directly"
+        assert row["relrowsecurity"], row["relname"]
+        assert row["relforcerowsecurity"], row["relname"]
+        assert row["policies"] == 1, row["relname"]
+    async with connect(TEST_APP_URL) as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM knowledge_chunk_embeddings_p00")
 
 
 @pytest.mark.parametrize(("table", "column"), sorted(RLS_TABLES.items()))

@@ -155,18 +155,20 @@ async def _hnsw_search(
     await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     if await _has_iterative_scan(session):
         await session.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    rows = await session.execute(text(hnsw_statement(dimension)), params)
+    return [(r[0], float(r[1])) for r in rows]
+
+
+def hnsw_statement(dimension: int) -> str:
+    """The search through a model's HNSW index, in the one partition of the knowledge base."""
     # Only an integer is formatted in: the index is on this exact cast expression.
     cast = f"vector({int(dimension)})"
-    rows = await session.execute(
-        text(
-            f"SELECT chunk_id, 1 - ((embedding::{cast}) <=> CAST(:q AS {cast})) AS similarity "  # noqa: S608
-            "FROM knowledge_chunk_embeddings "
-            "WHERE model = :model AND knowledge_base_id = :kb "
-            f"ORDER BY (embedding::{cast}) <=> CAST(:q AS {cast}) LIMIT :n"
-        ),
-        params,
+    return (
+        f"SELECT chunk_id, 1 - ((embedding::{cast}) <=> CAST(:q AS {cast})) AS similarity "  # noqa: S608
+        "FROM knowledge_chunk_embeddings "
+        "WHERE model = :model AND knowledge_base_id = :kb "
+        f"ORDER BY (embedding::{cast}) <=> CAST(:q AS {cast}) LIMIT :n"
     )
-    return [(r[0], float(r[1])) for r in rows]
 
 
 async def _has_iterative_scan(session: AsyncSession) -> bool:
@@ -210,9 +212,10 @@ async def _fill_similarities(
     rows = await session.execute(
         text(
             "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) "
-            "FROM knowledge_chunk_embeddings WHERE model = :model AND chunk_id = ANY(:ids)"
+            "FROM knowledge_chunk_embeddings "
+            "WHERE knowledge_base_id = :kb AND model = :model AND chunk_id = ANY(:ids)"
         ),
-        {"q": _literal(vector), "model": kb.embedding_model, "ids": missing},
+        {"q": _literal(vector), "kb": kb.id, "model": kb.embedding_model, "ids": missing},
     )
     for chunk_id, similarity in rows:
         candidates[chunk_id].similarity = float(similarity)

@@ -254,7 +254,9 @@ async def reembed_knowledge_base(
                         .where(
                             ~select(ChunkEmbedding.chunk_id)
                             .where(
-                                ChunkEmbedding.chunk_id == Chunk.id, ChunkEmbedding.model == model
+                                ChunkEmbedding.knowledge_base_id == kb.id,
+                                ChunkEmbedding.chunk_id == Chunk.id,
+                                ChunkEmbedding.model == model,
                             )
                             .exists()
                         )

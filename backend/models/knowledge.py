@@ -158,12 +158,20 @@ class Chunk(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
 
 
 class ChunkEmbedding(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
+    """One chunk's vector under one model.
+
+    Hash-partitioned by knowledge base (32 partitions, each with its own per-model HNSW
+    indexes): a search names its knowledge base, so it reads one partition's index, in which a
+    big knowledge base is a large share. The partition key must be part of every unique key.
+    """
+
     __tablename__ = "knowledge_chunk_embeddings"
     __table_args__ = (
-        UniqueConstraint("chunk_id", "model"),
+        UniqueConstraint("chunk_id", "model", "knowledge_base_id"),
         # Lets retrieval's size check count a knowledge base's vectors from the index alone
         # (tenant_id included for the row-level security filter).
         Index("ix_knowledge_chunk_embeddings_kb_model", "knowledge_base_id", "model", "tenant_id"),
+        {"postgresql_partition_by": "HASH (knowledge_base_id)"},
     )
 
     chunk_id: Mapped[uuid.UUID] = mapped_column(
@@ -171,7 +179,7 @@ class ChunkEmbedding(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
     )
     model: Mapped[str] = mapped_column(String(200))
     knowledge_base_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
+        UUID(as_uuid=True), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True
     )
     # No fixed dimension: models differ. HNSW indexes are per model, on a cast expression.
     embedding: Mapped[Any] = mapped_column(Vector())

@@ -1,0 +1,100 @@
+"""Vector search of knowledge bases above the exact-search size: the HNSW branch.
+
+Chunk embeddings are hash-partitioned by knowledge base; a search must read one partition only,
+and return what an exact search returns.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import text
+
+from backend.config import get_settings
+from backend.db import PendingJob, unit_of_work
+from backend.knowledge import retrieval
+from tests.factories.knowledge import add_text, create_kb, run_jobs
+from tests.factories.tenancy import make_workspace
+
+TOPICS = [
+    "Parrots can live for more than fifty years in captivity.",
+    "The office closes at six in the evening on Fridays.",
+    "Invoices are sent on the first working day of each month.",
+    "A standing desk costs 650 euros and is ordered by facilities.",
+    "Passwords must be changed every ninety days.",
+    "The cafeteria serves vegetarian lunch on Wednesdays.",
+    "Parcels to Norway take five to seven days to arrive.",
+    "Laptops are replaced every three years by the IT desk.",
+]
+
+
+async def _search(
+    client: AsyncClient, headers: dict[str, str], kb_id: uuid.UUID, query: str
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/api/v1/knowledge-bases/{kb_id}/search",
+        json={"query": query, "mode": "vector", "top_k": 5, "threshold": -1},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _relations(plan: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if "Relation Name" in plan:
+            found.add(plan["Relation Name"])
+        for value in plan.values():
+            found |= _relations(value)
+    elif isinstance(plan, list):
+        for item in plan:
+            found |= _relations(item)
+    return found
+
+
+async def test_hnsw_search_reads_one_partition_and_matches_exact_search(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    owner = await make_workspace()
+    kb_id = await create_kb(client, owner)
+    for number, topic in enumerate(TOPICS):
+        await add_text(client, owner, kb_id, topic, title=f"Note {number}")
+    assert all(r.startswith("ready:") for r in await run_jobs(recorded_jobs))
+    question = "how long does a parcel to Norway take?"
+
+    exact = await _search(client, owner.headers(), kb_id, question)
+    settings = get_settings()
+    saved = settings.exact_search_max_chunks
+    settings.exact_search_max_chunks = 0
+    try:
+        hnsw = await _search(client, owner.headers(), kb_id, question)
+    finally:
+        settings.exact_search_max_chunks = saved
+
+    assert exact["search"] == "exact"
+    assert hnsw["search"] == "hnsw"
+    assert len(hnsw["hits"]) == 5
+    assert "Norway" in hnsw["hits"][0]["text"]
+    assert [h["chunk_id"] for h in hnsw["hits"]] == [h["chunk_id"] for h in exact["hits"]]
+
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        partition = await session.scalar(
+            text(
+                "SELECT tableoid::regclass::text FROM knowledge_chunk_embeddings "
+                "WHERE knowledge_base_id = :kb LIMIT 1"
+            ),
+            {"kb": kb_id},
+        )
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        plan = await session.scalar(
+            text("EXPLAIN (FORMAT JSON) " + retrieval.hnsw_statement(384)),
+            {"kb": kb_id, "model": "local:all-MiniLM-L6-v2", "q": str([0.05] * 384), "n": 40},
+        )
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    assert str(partition).startswith("knowledge_chunk_embeddings_p")
+    assert _relations(plan) == {partition}, plan
