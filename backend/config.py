@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     openai_embedding_model: str = "text-embedding-3-small"
     openai_embedding_dimension: int = Field(default=1536, ge=1, le=16000)
     # Knowledge bases up to this many chunks are searched exactly (no index, always k results).
-    exact_search_max_chunks: int = Field(default=20_000, ge=0)
+    exact_search_max_chunks: int = Field(default=2_000, ge=0)
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     ingest_job_timeout_seconds: int = Field(default=300, ge=10)
     # Fernet keys (comma-separated, newest first) that encrypt tenants' own provider keys.
