@@ -3,6 +3,8 @@
 Benchmarks:
   api-overhead   the authenticated, tenant-scoped API-key list against a bare FastAPI endpoint,
                  and the same Parley with row-level security off (docs/performance.md)
+  request-cpu    CPU time per request inside the app process: this checkout against another
+                 one (--against DIR) and the bare endpoint, side by side
   ttft           time to first token through /v1/chat/completions against the same loopback
                  upstream called directly, sequential and at 50 concurrent streams
   widget-sockets 10,000 idle widget connections and 1,000 events/s fanned out, against a
@@ -15,8 +17,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 
-from bench import api_overhead, telegram_bots, ttft, widget_sockets
+from bench import api_overhead, request_cpu, telegram_bots, ttft, widget_sockets
+
+# Each benchmark module has a docstring, add_arguments(parser) and run(opts) -> exit code.
+BENCHMARKS: dict[str, tuple[ModuleType, str]] = {
+    "api-overhead": (
+        api_overhead,
+        "authenticated tenant-scoped list vs a bare endpoint, and RLS on vs off",
+    ),
+    "request-cpu": (
+        request_cpu,
+        "CPU per request in the app process, two checkouts and the bare endpoint",
+    ),
+    "ttft": (ttft, "time to first token through Parley vs the same upstream called directly"),
+    "widget-sockets": (
+        widget_sockets,
+        "idle widget connections and fan-out vs a bare websockets server; bundle size",
+    ),
+    "telegram-bots": (
+        telegram_bots,
+        "webhook acknowledgement vs bare endpoints; a 10,000-message burst within limits",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,38 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parley's benchmarks. Results are recorded in docs/performance.md.",
     )
     benchmarks = parser.add_subparsers(title="benchmarks", metavar="BENCHMARK", required=True)
-    overhead = benchmarks.add_parser(
-        "api-overhead",
-        help="authenticated tenant-scoped list vs a bare endpoint, and RLS on vs off",
-        description=api_overhead.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    api_overhead.add_arguments(overhead)
-    overhead.set_defaults(handler=api_overhead.run)
-    first_token = benchmarks.add_parser(
-        "ttft",
-        help="time to first token through Parley vs the same upstream called directly",
-        description=ttft.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ttft.add_arguments(first_token)
-    first_token.set_defaults(handler=ttft.run)
-    sockets = benchmarks.add_parser(
-        "widget-sockets",
-        help="idle widget connections and fan-out vs a bare websockets server; bundle size",
-        description=widget_sockets.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    widget_sockets.add_arguments(sockets)
-    sockets.set_defaults(handler=widget_sockets.run)
-    telegram = benchmarks.add_parser(
-        "telegram-bots",
-        help="webhook acknowledgement vs bare endpoints; a 10,000-message burst within limits",
-        description=telegram_bots.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    telegram_bots.add_arguments(telegram)
-    telegram.set_defaults(handler=telegram_bots.run)
+    for name, (module, summary) in BENCHMARKS.items():
+        sub = benchmarks.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
     return parser
 
 
