@@ -35,6 +35,20 @@ CANDIDATES_PER_RESULT = 4
 
 _pgvector_iterative: bool | None = None
 
+# The size check also sets the transaction's settings for an HNSW search. plan_cache_mode:
+# asyncpg reuses prepared statements, and after five runs PostgreSQL may switch to a generic
+# plan that ignores the per-model index and sorts the whole knowledge base.
+_COUNT_AND_PREPARE = (
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
+    "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped), "
+    "set_config('hnsw.ef_search', :ef_search, true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+# pgvector 0.8 and newer; older versions reject the setting.
+_COUNT_AND_PREPARE_ITERATIVE = (
+    _COUNT_AND_PREPARE + ", set_config('hnsw.iterative_scan', 'strict_order', true)"
+)
+
 
 @dataclass
 class _Candidate:
@@ -111,21 +125,25 @@ async def vector_search(
     dimension = INDEXED_MODELS.get(kb.embedding_model)
     params = {"kb": kb.id, "model": kb.embedding_model, "q": _literal(vector), "n": limit}
     if dimension is not None and dimension == len(vector):
-        size = await _embedded_count(session, kb, get_settings().exact_search_max_chunks + 1)
-        if size > get_settings().exact_search_max_chunks:
+        exact_max = get_settings().exact_search_max_chunks
+        size = await _count_and_prepare_hnsw(session, kb, exact_max + 1, limit)
+        if size > exact_max:
             rows = await _hnsw_search(session, dimension, params)
             if len(rows) >= min(limit, size):
                 return rows, "hnsw"
     return await _exact_search(session, params), "exact"
 
 
-async def _embedded_count(session: AsyncSession, kb: KnowledgeBase, cap: int) -> int:
+async def _count_and_prepare_hnsw(
+    session: AsyncSession, kb: KnowledgeBase, cap: int, limit: int
+) -> int:
+    """The knowledge base's vector count (up to `cap`), and the transaction's settings for an
+    HNSW search, in one round trip; the settings are harmless if the search is exact."""
+    ef_search = max(get_settings().hnsw_ef_search, limit)
+    iterative = await _has_iterative_scan(session)
     count = await session.scalar(
-        text(
-            "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
-            "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped"
-        ),
-        {"kb": kb.id, "model": kb.embedding_model, "cap": cap},
+        text(_COUNT_AND_PREPARE_ITERATIVE if iterative else _COUNT_AND_PREPARE),
+        {"kb": kb.id, "model": kb.embedding_model, "cap": cap, "ef_search": str(ef_search)},
     )
     return int(count or 0)
 
@@ -148,13 +166,7 @@ async def _exact_search(
 async def _hnsw_search(
     session: AsyncSession, dimension: int, params: dict[str, object]
 ) -> list[tuple[uuid.UUID, float]]:
-    ef_search = max(get_settings().hnsw_ef_search, int(str(params["n"])))
-    await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-    # asyncpg reuses prepared statements; after five runs PostgreSQL may switch to a generic
-    # plan that ignores the per-model index and sorts the whole knowledge base.
-    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    if await _has_iterative_scan(session):
-        await session.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    """Runs after `_count_and_prepare_hnsw` in the same transaction."""
     rows = await session.execute(text(hnsw_statement(dimension)), params)
     return [(r[0], float(r[1])) for r in rows]
 

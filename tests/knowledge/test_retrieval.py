@@ -16,6 +16,7 @@ from sqlalchemy import text
 from backend.config import get_settings
 from backend.db import PendingJob, unit_of_work
 from backend.knowledge import retrieval
+from backend.models import KnowledgeBase
 from tests.factories.knowledge import add_text, create_kb, run_jobs
 from tests.factories.tenancy import make_workspace
 
@@ -81,6 +82,28 @@ async def test_hnsw_search_reads_one_partition_and_matches_exact_search(
     assert len(hnsw["hits"]) == 5
     assert "Norway" in hnsw["hits"][0]["text"]
     assert [h["chunk_id"] for h in hnsw["hits"]] == [h["chunk_id"] for h in exact["hits"]]
+
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        kb = await session.get(KnowledgeBase, kb_id)
+        assert kb is not None
+        settings.exact_search_max_chunks = 0
+        try:
+            rows, how = await retrieval.vector_search(session, kb, [0.05] * 384, 60)
+        finally:
+            settings.exact_search_max_chunks = saved
+        # The size check set the search's settings for the transaction, in the same statement.
+        in_effect = await session.execute(
+            text(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('plan_cache_mode'), "
+                "current_setting('hnsw.iterative_scan', true)"
+            )
+        )
+        ef_search, plan_cache_mode, iterative = in_effect.one()
+    assert how == "hnsw"
+    assert len(rows) == len(TOPICS)
+    assert ef_search == str(max(settings.hnsw_ef_search, 60))
+    assert plan_cache_mode == "force_custom_plan"
+    assert iterative == "strict_order"  # the test server has pgvector 0.8
 
     async with unit_of_work(tenant_id=owner.tenant_id) as session:
         partition = await session.scalar(
