@@ -81,9 +81,10 @@ async def search(
     how: Literal["exact", "hnsw"] = "exact"
     if mode in (SearchMode.hybrid, SearchMode.vector):
         rows, how = await vector_search(session, kb, vector, limit)
-        _fuse(candidates, rows, "similarity")
+        _fuse(candidates, rows, "similarity", 1.0)
     if mode in (SearchMode.hybrid, SearchMode.text):
-        _fuse(candidates, await text_search(session, kb, query, limit), "text_rank")
+        weight = get_settings().hybrid_text_weight if mode is SearchMode.hybrid else 1.0
+        _fuse(candidates, await text_search(session, kb, query, limit), "text_rank", weight)
     await _fill_similarities(session, kb, vector, candidates)
     floor = DEFAULT_THRESHOLD if threshold is None else threshold
     kept = [c for c in candidates.values() if c.similarity is not None and c.similarity >= floor]
@@ -108,11 +109,12 @@ def _fuse(
     candidates: dict[uuid.UUID, _Candidate],
     ranked: list[tuple[uuid.UUID, float]],
     field: Literal["similarity", "text_rank"],
+    weight: float,
 ) -> None:
     for rank, (chunk_id, value) in enumerate(ranked, start=1):
         candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
         setattr(candidate, field, value)
-        candidate.score += 1.0 / (RRF_K + rank)
+        candidate.score += weight / (RRF_K + rank)
 
 
 def _literal(vector: list[float]) -> str:

@@ -43,6 +43,7 @@ CHAPTERS = (
 )
 _PAGE = re.compile(rf"^(?:{'|'.join(re.escape(c) for c in CHAPTERS)})(?:-[a-z0-9-]+)?\.html$")
 QUESTIONS = Path(__file__).with_name("questions.json")
+HOLDOUT = Path(__file__).with_name("questions_holdout.json")
 
 
 class CorpusMissing(SystemExit):
@@ -84,16 +85,19 @@ def main() -> int:
     directory = corpus_dir(sys.argv[1] if len(sys.argv) > 1 else None)
     subset = pages(directory)
     names = {p.name for p in subset}
-    questions = load_questions()
-    missing = sorted({s for q in questions for s in q["sources"]} - names)
     size = sum(p.stat().st_size for p in subset)
     print(f"{directory}: {len(subset)} pages of the benchmark's chapters, {size / 2**20:.1f} MiB")
-    print(f"{QUESTIONS.name}: {len(questions)} questions")
-    if missing:
-        print(f"expected sources missing from the corpus: {', '.join(missing)}")
-        return 1
-    print("every expected source is in the corpus")
-    return 0
+    failed = False
+    for path in (QUESTIONS, HOLDOUT):
+        questions = load_questions(path)
+        missing = sorted({s for q in questions for s in q["sources"]} - names)
+        print(f"{path.name}: {len(questions)} questions")
+        if missing:
+            print(f"  expected sources missing from the corpus: {', '.join(missing)}")
+            failed = True
+    if not failed:
+        print("every expected source is in the corpus")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from backend.config import get_settings
 from backend.db import PendingJob, unit_of_work
 from backend.knowledge import retrieval
 from backend.models import KnowledgeBase
+from tests.factories.accounts import Account
 from tests.factories.knowledge import add_text, create_kb, run_jobs
 from tests.factories.tenancy import make_workspace
 
@@ -30,6 +31,18 @@ TOPICS = [
     "Parcels to Norway take five to seven days to arrive.",
     "Laptops are replaced every three years by the IT desk.",
 ]
+
+
+async def _knowledge_of_topics(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> tuple[Account, uuid.UUID]:
+    """A workspace whose knowledge base holds TOPICS, one passage each, ingested."""
+    owner = await make_workspace()
+    kb_id = await create_kb(client, owner)
+    for number, topic in enumerate(TOPICS):
+        await add_text(client, owner, kb_id, topic, title=f"Note {number}")
+    assert all(r.startswith("ready:") for r in await run_jobs(recorded_jobs))
+    return owner, kb_id
 
 
 async def _search(
@@ -61,11 +74,7 @@ def _relations(plan: Any) -> set[str]:
 async def test_hnsw_search_reads_one_partition_and_matches_exact_search(
     client: AsyncClient, recorded_jobs: list[PendingJob]
 ) -> None:
-    owner = await make_workspace()
-    kb_id = await create_kb(client, owner)
-    for number, topic in enumerate(TOPICS):
-        await add_text(client, owner, kb_id, topic, title=f"Note {number}")
-    assert all(r.startswith("ready:") for r in await run_jobs(recorded_jobs))
+    owner, kb_id = await _knowledge_of_topics(client, recorded_jobs)
     question = "how long does a parcel to Norway take?"
 
     exact = await _search(client, owner.headers(), kb_id, question)
@@ -121,3 +130,35 @@ async def test_hnsw_search_reads_one_partition_and_matches_exact_search(
     plan = json.loads(plan) if isinstance(plan, str) else plan
     assert str(partition).startswith("knowledge_chunk_embeddings_p")
     assert _relations(plan) == {partition}, plan
+
+
+async def test_hybrid_text_weight_sets_how_much_full_text_counts(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    owner, kb_id = await _knowledge_of_topics(client, recorded_jobs)
+    # Full text finds "day" in three passages, which vectors rank far apart; vectors rank all.
+    question = "how many days until my password expires?"
+
+    async def ranked(mode: str) -> list[str]:
+        response = await client.post(
+            f"/api/v1/knowledge-bases/{kb_id}/search",
+            json={"query": question, "mode": mode, "top_k": 8, "threshold": -1},
+            headers=owner.headers(),
+        )
+        assert response.status_code == 200, response.text
+        return [h["chunk_id"] for h in response.json()["hits"]]
+
+    settings = get_settings()
+    saved = settings.hybrid_text_weight
+    try:
+        settings.hybrid_text_weight = 0.0
+        without_text = await ranked("hybrid")
+        settings.hybrid_text_weight = 5.0
+        text_first = await ranked("hybrid")
+    finally:
+        settings.hybrid_text_weight = saved
+    vector, text_only = await ranked("vector"), await ranked("text")
+    assert len(text_only) == 3
+    assert set(text_only) != set(vector[:3]), "the weight would change nothing here"
+    assert without_text == vector
+    assert set(text_first[:3]) == set(text_only)
