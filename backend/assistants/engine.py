@@ -23,15 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Uuid, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants import prompt
 from backend.assistants.providers import chat_model_for, chat_provider_for
-from backend.config import get_settings
+from backend.config import PlanLimits, get_settings
 from backend.db import unit_of_work
 from backend.errors import NotFound
-from backend.knowledge.providers import tenant_endpoint
+from backend.knowledge.providers import OpenAIEndpoint, endpoint_of
 from backend.knowledge.retrieval import SearchFailed, search
 from backend.knowledge.schemas import SearchHit
 from backend.llm import (
@@ -56,7 +56,7 @@ from backend.models import (
     UnansweredQuestion,
 )
 from backend.usage import ledger, quota
-from backend.usage.plans import plan_for
+from backend.usage.plans import limits_of
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +124,8 @@ async def prepare_reply(
         )
         if history is None:
             history = await _history(session, conversation.id)
-        plan = await _plan(session, assistant, conversation, content, history)
+        workspace = await _workspace(session, tenant_id, assistant.id)
+        plan = await _plan(session, assistant, workspace, conversation, content, history)
         request = plan.request
         if temperature is not None or max_tokens is not None:
             plan.request = ChatRequest(
@@ -150,7 +151,7 @@ async def prepare_reply(
             conversation.title = conversation.title or content[:80]
         await session.flush()
         plan.question_id, plan.question_message = question.id, question
-        plan.reservation = await _reserve(session, assistant, conversation, plan)
+        plan.reservation = await _reserve(session, assistant, workspace, conversation, plan)
         return plan
 
 
@@ -214,16 +215,49 @@ async def _history(session: AsyncSession, conversation_id: uuid.UUID) -> list[Ch
     return [ChatMessage(role.value, text) for role, text in reversed(rows)]
 
 
+@dataclass(frozen=True)
+class _Workspace:
+    """What a reply needs to know of its workspace and assistant, read in one statement."""
+
+    limits: PlanLimits
+    endpoint: OpenAIEndpoint | None
+    knowledge_bases: int
+
+
+_WORKSPACE = text(
+    "SELECT t.plan, s.openai_base_url, s.openai_api_key_encrypted, "
+    "(SELECT count(*) FROM assistant_knowledge_bases a WHERE a.assistant_id = :assistant) "
+    "FROM tenants t LEFT JOIN tenant_embedding_settings s ON s.tenant_id = t.id "
+    "WHERE t.id = :tenant"
+).bindparams(bindparam("tenant", type_=Uuid()), bindparam("assistant", type_=Uuid()))
+
+
+async def _workspace(
+    session: AsyncSession, tenant_id: uuid.UUID, assistant_id: uuid.UUID
+) -> _Workspace:
+    """The plan's limits, the workspace's own model endpoint and the assistant's number of
+    knowledge bases (row-level security scopes every part to the workspace)."""
+    row = (
+        await session.execute(_WORKSPACE, {"tenant": tenant_id, "assistant": assistant_id})
+    ).one()
+    return _Workspace(
+        limits=limits_of(row[0])[1], endpoint=endpoint_of(row[1], row[2]), knowledge_bases=row[3]
+    )
+
+
 async def _plan(
     session: AsyncSession,
     assistant: Assistant,
+    workspace: _Workspace,
     conversation: Conversation,
     content: str,
     history: list[ChatMessage],
 ) -> ReplyPlan:
     settings = get_settings()
     started = time.perf_counter()
-    hits, kb_count, retrieval_error = await _retrieve(session, assistant, content)
+    hits, kb_count, retrieval_error = (
+        await _retrieve(session, assistant, content) if workspace.knowledge_bases else ([], 0, None)
+    )
     retrieval_ms = round((time.perf_counter() - started) * 1000, 2)
     passages = prompt.fit_passages(
         [_passage(i, hit) for i, hit in enumerate(hits, start=1)],
@@ -239,9 +273,7 @@ async def _plan(
     provider_error = None
     if fallback_reason is None:
         try:
-            provider = chat_provider_for(
-                assistant.provider, await tenant_endpoint(session, assistant.tenant_id)
-            )
+            provider = chat_provider_for(assistant.provider, workspace.endpoint)
         except ProviderError as exc:
             fallback_reason, provider_error = "provider_failed", exc.reason
         if provider is not None and not provider.is_llm and not passages:
@@ -349,10 +381,13 @@ def _citation(number: int, hit: SearchHit) -> dict[str, Any]:
 
 
 async def _reserve(
-    session: AsyncSession, assistant: Assistant, conversation: Conversation, plan: ReplyPlan
+    session: AsyncSession,
+    assistant: Assistant,
+    workspace: _Workspace,
+    conversation: Conversation,
+    plan: ReplyPlan,
 ) -> quota.Reservation:
-    _, limits = await plan_for(session, assistant.tenant_id)
-    wanted = [quota.month_limit(limits)]
+    wanted = [quota.month_limit(workspace.limits)]
     if assistant.visitor_daily_message_cap is not None:
         visitor = conversation.external_user_id or f"conversation:{conversation.id}"
         wanted.append(

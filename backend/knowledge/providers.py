@@ -28,10 +28,17 @@ async def tenant_endpoint(session: AsyncSession, tenant_id: uuid.UUID) -> OpenAI
     row = await session.scalar(
         select(TenantEmbeddingSettings).where(TenantEmbeddingSettings.tenant_id == tenant_id)
     )
-    if row is None or (row.openai_base_url is None and row.openai_api_key_encrypted is None):
+    if row is None:
         return None
-    key = decrypt(row.openai_api_key_encrypted) if row.openai_api_key_encrypted else None
-    return OpenAIEndpoint(base_url=row.openai_base_url, api_key=key)
+    return endpoint_of(row.openai_base_url, row.openai_api_key_encrypted)
+
+
+def endpoint_of(base_url: str | None, api_key_encrypted: str | None) -> OpenAIEndpoint | None:
+    """The endpoint a `tenant_embedding_settings` row describes, its key decrypted."""
+    if base_url is None and api_key_encrypted is None:
+        return None
+    key = decrypt(api_key_encrypted) if api_key_encrypted else None
+    return OpenAIEndpoint(base_url=base_url, api_key=key)
 
 
 def provider_for(spec: str, endpoint: OpenAIEndpoint | None = None) -> EmbeddingProvider:

@@ -13,7 +13,12 @@ from backend.models import Tenant
 
 async def plan_for(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[str, PlanLimits]:
     """The workspace's plan name and limits; an unknown plan name gets the free plan's."""
-    name = await session.scalar(select(Tenant.plan).where(Tenant.id == tenant_id)) or "free"
+    return limits_of(await session.scalar(select(Tenant.plan).where(Tenant.id == tenant_id)))
+
+
+def limits_of(plan: str | None) -> tuple[str, PlanLimits]:
+    """A plan name read from `tenants.plan`, and its limits."""
+    name = plan or "free"
     plans = get_settings().plans
     limits = plans.get(name) or plans.get("free") or next(iter(plans.values()))
     return name, limits
