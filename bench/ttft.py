@@ -581,7 +581,7 @@ class Tracer:
         _wrap_async(engine, "_conversation_and_assistant", "conversation")
         _wrap_async(engine, "_retrieve", "retrieval")
         _wrap_async(retrieval, "_embed_query", "query_embedding")
-        _wrap_async(engine, "tenant_endpoint", "provider_settings")
+        _wrap_async(engine, "_workspace", "workspace")
         _wrap_sync(engine, "chat_provider_for", "chat_client")
         _wrap_sync(engine, "count_message_tokens", "prompt_tokens")
         _wrap_async(engine, "_reserve", "quota")
@@ -1358,7 +1358,7 @@ PREPARE_SPANS = (
     ("conversation", "new conversation: the assistant, the insert"),
     ("retrieval", "retrieval"),
     ("query_embedding", "  of which query embedding"),
-    ("provider_settings", "workspace provider settings lookup"),
+    ("workspace", "plan, provider settings and knowledge-base count (one statement)"),
     ("chat_client", "chat client construction (openai.AsyncOpenAI), blocking"),
     ("prompt_tokens", "prompt token count, blocking"),
     ("quota", "quota reservation"),
