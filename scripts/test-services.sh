@@ -11,11 +11,15 @@
 #
 # Debian bookworm ships no pgvector for PostgreSQL 15, so Debian's own source package (from
 # trixie) is built against PG15; that takes about 10 seconds.
+#
+# PARLEY_SERVICES_DIR, PARLEY_TEST_PGPORT and PARLEY_TEST_REDIS_PORT move the services;
+# PARLEY_TEST_PG_OPTIONS adds server settings, e.g. "-c shared_buffers=6GB" for a benchmark.
 set -euo pipefail
 
 BASE=${PARLEY_SERVICES_DIR:-/tmp/parley-test-services}
 PGPORT=${PARLEY_TEST_PGPORT:-55432}
 REDIS_PORT=${PARLEY_TEST_REDIS_PORT:-56379}
+PG_OPTIONS=${PARLEY_TEST_PG_OPTIONS:-}
 PGBIN=/usr/lib/postgresql/15/bin
 
 as_root() {
@@ -68,7 +72,7 @@ start_services() {
     --no-sync >/dev/null
   as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$BASE/pg/data" -l "$BASE/pg/server.log" -w \
     -o "-p $PGPORT -k $BASE/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
--c full_page_writes=off -c max_connections=300" start >/dev/null
+-c full_page_writes=off -c max_connections=300 $PG_OPTIONS" start >/dev/null
   mkdir -p "$BASE/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
     --pidfile "$BASE/redis/redis.pid" --logfile "$BASE/redis/redis.log" --dir "$BASE/redis"

@@ -11,6 +11,7 @@ Counters are reserved in a fixed order (by scope), so two reservations never dea
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.config import PlanLimits, get_settings
 from backend.errors import AppError
-from backend.models import QuotaReservation
 
 # Tokens are counted on the plan's counter only; a visitor's cap counts messages.
 PLAN_SCOPE = "plan"
@@ -108,8 +108,7 @@ def visitor_day_limit(
 # One statement per counter: a period's first reservation creates the counter holding it, any
 # later one raises the held amounts on the locked row, and either only if the limit has room
 # (no row comes back when it has none).
-_RESERVE = text(
-    """
+_UPSERT = """
     INSERT INTO quota_counters AS c (id, tenant_id, scope, period_start,
                                      replies_used, replies_reserved, tokens_used, tokens_reserved)
     SELECT gen_random_uuid(), CAST(:tenant AS uuid), CAST(:scope AS text),
@@ -123,8 +122,17 @@ _RESERVE = text(
            OR c.replies_used + c.replies_reserved + EXCLUDED.replies_reserved <= :replies_limit)
       AND (CAST(:tokens_limit AS bigint) IS NULL
            OR c.tokens_used + c.tokens_reserved + EXCLUDED.tokens_reserved <= :tokens_limit)
-    RETURNING c.replies_used, c.tokens_used
     """
+_RESERVE = text(_UPSERT + " RETURNING 1")
+# The last counter's statement also records the reservation, if that counter had room: one
+# round trip for the usual reply, which has the plan's counter only.
+_RESERVE_AND_RECORD = text(
+    f"WITH held AS ({_UPSERT} RETURNING 1)"  # noqa: S608 (constant text, no input)
+    " INSERT INTO quota_reservations (id, tenant_id, counters, replies, tokens, expires_at)"
+    " SELECT CAST(:id AS uuid), CAST(:tenant AS uuid), CAST(:counters AS jsonb),"
+    "        CAST(:replies AS integer), CAST(:tokens_held AS bigint),"
+    "        CAST(:expires_at AS timestamptz)"
+    " FROM held RETURNING id"
 )
 _SETTLE = text(
     "UPDATE quota_counters"
@@ -147,10 +155,23 @@ async def reserve(
     """Hold `replies` and `tokens` on every limit, or raise QuotaExceeded naming the first
     limit that has no room. Call it in a transaction of its own: the caller commits it at once,
     so the hold is visible to every other request while the reply is generated."""
+    if not limits:
+        raise ValueError("a reservation holds at least one limit")
     ordered = sorted(limits, key=lambda limit: (limit.scope, limit.period_start))
+    reservation_id = uuid.uuid4()
+    ttl = timedelta(seconds=get_settings().quota_reservation_ttl_seconds)
+    record = {
+        "id": reservation_id,
+        "counters": json.dumps(
+            [[limit.scope, limit.period_start.isoformat()] for limit in ordered]
+        ),
+        "tokens_held": tokens,
+        "expires_at": datetime.now(UTC) + ttl,
+    }
+    last = ordered[-1]
     for limit in ordered:
         held = await session.execute(
-            _RESERVE,
+            _RESERVE_AND_RECORD if limit is last else _RESERVE,
             {
                 "tenant": tenant_id,
                 "scope": limit.scope,
@@ -159,21 +180,12 @@ async def reserve(
                 "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
                 "replies_limit": limit.replies,
                 "tokens_limit": limit.tokens,
+                **(record if limit is last else {}),
             },
         )
         if held.first() is None:
             raise _refusal(limit)
-    ttl = timedelta(seconds=get_settings().quota_reservation_ttl_seconds)
-    row = QuotaReservation(
-        tenant_id=tenant_id,
-        counters=[[limit.scope, limit.period_start.isoformat()] for limit in ordered],
-        replies=replies,
-        tokens=tokens,
-        expires_at=datetime.now(UTC) + ttl,
-    )
-    session.add(row)
-    await session.flush()
-    return Reservation(row.id, tenant_id, tuple(ordered), replies, tokens)
+    return Reservation(reservation_id, tenant_id, tuple(ordered), replies, tokens)
 
 
 def _refusal(limit: Limit) -> QuotaExceeded:

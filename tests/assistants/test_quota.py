@@ -133,6 +133,33 @@ async def test_a_reservation_fails_as_a_whole(put_on_plan: PlanSetter) -> None:
     assert counter is None or counter.replies_reserved == 0
 
 
+async def test_a_reservation_records_what_it_holds() -> None:
+    """The hold is one row naming every counter it raised, in the order they were raised, and
+    a refused counter records none (the upsert of the last counter writes the row too)."""
+    owner = await make_workspace()
+    assert owner.tenant_id is not None
+    plan = quota.month_limit(limits(replies=10, tokens=1000))
+    visitor = quota.visitor_day_limit(uuid.uuid4(), "visitor-1", cap=1)
+    before = datetime.now(UTC)
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        held = await quota.reserve(session, owner.tenant_id, [visitor, plan], tokens=300)
+    with pytest.raises(quota.VisitorCapReached):
+        async with unit_of_work(tenant_id=owner.tenant_id) as session:
+            await quota.reserve(session, owner.tenant_id, [visitor, plan], tokens=300)
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        rows = list(await session.scalars(select(QuotaReservation)))
+    assert [row.id for row in rows] == [held.id]
+    row = rows[0]
+    assert row.tenant_id == owner.tenant_id
+    assert row.counters == [
+        [plan.scope, plan.period_start.isoformat()],
+        [visitor.scope, visitor.period_start.isoformat()],
+    ]
+    assert (row.replies, row.tokens) == (1, 300)
+    assert row.expires_at > before
+    assert [limit.scope for limit in held.limits] == [plan.scope, visitor.scope]
+
+
 async def test_token_limit_counts_the_most_a_reply_can_use() -> None:
     owner = await make_workspace()
     assert owner.tenant_id is not None
