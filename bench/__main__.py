@@ -5,6 +5,9 @@ Benchmarks:
                  and the same Parley with row-level security off (docs/performance.md)
   request-cpu    CPU time per request inside the app process: this checkout against another
                  one (--against DIR) and the bare endpoint, side by side
+  query-embedding
+                 concurrent search queries through the local embedding model, coalesced into
+                 shared forward passes or one pass each, against the raw model
   ttft           time to first token through /v1/chat/completions against the same loopback
                  upstream called directly, sequential and at 50 concurrent streams
   widget-sockets 10,000 idle widget connections and 1,000 events/s fanned out, against a
@@ -19,7 +22,14 @@ import argparse
 import sys
 from types import ModuleType
 
-from bench import api_overhead, request_cpu, telegram_bots, ttft, widget_sockets
+from bench import (
+    api_overhead,
+    query_embedding,
+    request_cpu,
+    telegram_bots,
+    ttft,
+    widget_sockets,
+)
 
 # Each benchmark module has a docstring, add_arguments(parser) and run(opts) -> exit code.
 BENCHMARKS: dict[str, tuple[ModuleType, str]] = {
@@ -30,6 +40,10 @@ BENCHMARKS: dict[str, tuple[ModuleType, str]] = {
     "request-cpu": (
         request_cpu,
         "CPU per request in the app process, two checkouts and the bare endpoint",
+    ),
+    "query-embedding": (
+        query_embedding,
+        "concurrent query embeddings, coalesced vs one pass each, against the raw model",
     ),
     "ttft": (ttft, "time to first token through Parley vs the same upstream called directly"),
     "widget-sockets": (

@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,6 +117,67 @@ async def test_concurrent_calls_share_the_model(local: LocalMiniLMProvider) -> N
     results = await asyncio.gather(*(local.embed([text]) for text in texts))
     for (vector,), reference in zip(results, expected, strict=True):
         assert np.allclose(vector, reference, atol=2e-6)
+
+
+def count_passes(local: LocalMiniLMProvider, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every forward pass the provider runs."""
+    passes: list[int] = []
+    run_batch = local._run_batch
+
+    def counted(weights: Any, batch: list[list[int]]) -> list[list[float]]:
+        passes.append(len(batch))
+        return run_batch(weights, batch)
+
+    monkeypatch.setattr(local, "_run_batch", counted)
+    return passes
+
+
+async def test_concurrent_short_calls_are_embedded_in_one_pass(
+    local: LocalMiniLMProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"Search query number {i}: when is the shop open?" for i in range(8)]
+    expected = [(await local.embed([text]))[0] for text in texts]
+    passes = count_passes(local, monkeypatch)
+    # gather starts all eight calls before the drain task it schedules gets to run.
+    results = await asyncio.gather(*(local.embed([text]) for text in texts))
+    assert passes == [8]
+    for (vector,), reference in zip(results, expected, strict=True):
+        assert np.allclose(vector, reference, atol=2e-6)
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others(local: LocalMiniLMProvider) -> None:
+    texts = [f"Question {i} about delivery times" for i in range(4)]
+    expected = [(await local.embed([text]))[0] for text in texts]
+    calls = [asyncio.ensure_future(local.embed([text])) for text in texts]
+    await asyncio.sleep(0)  # all four are queued
+    await asyncio.sleep(0)  # and the drain has taken them to the model
+    calls[1].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    for index in (0, 2, 3):
+        result = results[index]
+        assert isinstance(result, list)
+        assert np.allclose(result[0], expected[index], atol=2e-6)
+
+
+async def test_a_model_error_reaches_every_waiting_caller(tmp_path: Path) -> None:
+    provider = LocalMiniLMProvider(tmp_path, zip_path=tmp_path / "missing.zip")
+    results = await asyncio.gather(
+        *(provider.embed([f"query {i}"]) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, EmbeddingError) for r in results), results
+    assert provider._waiting == {}  # nothing is left queued for the loop
+
+
+async def test_without_coalescing_each_call_runs_alone(
+    model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = LocalMiniLMProvider(model_cache, coalesce=False)
+    passes = count_passes(provider, monkeypatch)
+    texts = [f"Separate query {i}" for i in range(3)]
+    results = await asyncio.gather(*(provider.embed([text]) for text in texts))
+    assert passes == [1, 1, 1]
+    assert all(len(vector) == 384 for (vector,) in results)
 
 
 async def test_empty_batch(local: LocalMiniLMProvider) -> None:

@@ -22,7 +22,7 @@ import threading
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,11 @@ MODEL_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 # attention scores of such a batch take 12 heads x 16 x 256 x 256 x 4 bytes = 50 MB.
 BATCH_TOKEN_BUDGET = 4096
 MAX_BATCH_SIZE = 128
+# Calls with at most this many inputs (search queries) that arrive while the model is busy
+# share its next forward pass, up to COALESCE_MAX_TOTAL inputs: for short inputs the pass costs
+# about what streaming the weights through memory costs, however many rows it has.
+COALESCE_MAX_INPUTS = 8
+COALESCE_MAX_TOTAL = 64
 # Work sizes that keep intermediates in the CPU cache: rows per block of the dense layers, and
 # attention scores (floats) per group of sequences.
 _ROW_BLOCK = 256
@@ -381,6 +386,14 @@ def plan_batches(lengths: Sequence[int], *, token_budget: int, max_batch: int) -
     return batches
 
 
+@dataclass
+class _Waiting:
+    """Short embed calls of one event loop, queued for the model, and the task embedding them."""
+
+    calls: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = field(default_factory=list)
+    drain: asyncio.Task[None] | None = None
+
+
 class LocalMiniLMProvider:
     """all-MiniLM-L6-v2 on the CPU, fully offline. 384 dimensions.
 
@@ -388,7 +401,9 @@ class LocalMiniLMProvider:
     The tokenizer loads on the first `count_tokens`, the weights on the first `embed`; both
     loads are thread-safe. The numpy work runs off the event loop on the provider's own
     thread, one batch at a time, so concurrent callers share the CPU instead of
-    oversubscribing it, and a long ingestion interleaves with queries batch by batch.
+    oversubscribing it, and a long ingestion interleaves with queries batch by batch. Short
+    calls made at the same time (the queries of concurrent searches) are embedded together,
+    in one forward pass; `coalesce=False` embeds every call on its own.
     """
 
     name = PROVIDER_NAME
@@ -402,8 +417,12 @@ class LocalMiniLMProvider:
         zip_path: Path | None = None,
         token_budget: int = BATCH_TOKEN_BUDGET,
         max_batch: int = MAX_BATCH_SIZE,
+        coalesce: bool = True,
     ) -> None:
         self.cache_dir = Path(cache_dir)
+        self._coalesce = coalesce
+        # Per event loop: the short calls waiting for the model's next pass.
+        self._waiting: dict[asyncio.AbstractEventLoop, _Waiting] = {}
         self._zip_path = zip_path
         self._token_budget = token_budget
         self._max_batch = max_batch
@@ -475,6 +494,8 @@ class LocalMiniLMProvider:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        if self._coalesce and len(texts) <= COALESCE_MAX_INPUTS:
+            return await self._embed_together(list(texts))
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(self._executor, self._encode, list(texts))
         weights = await loop.run_in_executor(self._executor, self._loaded_weights)
@@ -507,6 +528,58 @@ class LocalMiniLMProvider:
         return vectors
 
     # Internals
+
+    async def _embed_together(self, texts: list[str]) -> list[list[float]]:
+        """Queue a short call; the loop's drain task embeds what has queued in one pass."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = _Waiting()
+        future: asyncio.Future[list[list[float]]] = loop.create_future()
+        waiting.calls.append((texts, future))
+        if waiting.drain is None:
+            waiting.drain = loop.create_task(self._drain(loop, waiting))
+        return await future
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop, waiting: _Waiting) -> None:
+        try:
+            while waiting.calls:
+                taken: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = []
+                total = 0
+                while waiting.calls and (
+                    not taken or total + len(waiting.calls[0][0]) <= COALESCE_MAX_TOTAL
+                ):
+                    texts, future = waiting.calls.pop(0)
+                    if not future.done():  # a caller that gave up (cancelled) is skipped
+                        taken.append((texts, future))
+                        total += len(texts)
+                if not taken:
+                    continue
+                inputs = [text for texts, _ in taken for text in texts]
+                try:
+                    vectors = await loop.run_in_executor(self._executor, self.embed_sync, inputs)
+                except asyncio.CancelledError:
+                    for _, future in taken:
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                start = 0
+                for texts, future in taken:
+                    if not future.done():
+                        future.set_result(vectors[start : start + len(texts)])
+                    start += len(texts)
+        finally:
+            waiting.drain = None
+            # Left only if the drain itself was cancelled (the loop shutting down).
+            for _, future in waiting.calls:
+                future.cancel()
+            waiting.calls.clear()
+            if self._waiting.get(loop) is waiting:
+                del self._waiting[loop]
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         _, encoder = self._tokenizers()
