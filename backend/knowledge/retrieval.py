@@ -84,7 +84,12 @@ async def search(
         _fuse(candidates, rows, "similarity", 1.0)
     if mode in (SearchMode.hybrid, SearchMode.text):
         weight = get_settings().hybrid_text_weight if mode is SearchMode.hybrid else 1.0
-        _fuse(candidates, await text_search(session, kb, query, limit), "text_rank", weight)
+        ranked = await text_search(session, kb, query, vector, limit)
+        _fuse(candidates, [(chunk_id, rank) for chunk_id, rank, _ in ranked], "text_rank", weight)
+        for chunk_id, _, similarity in ranked:
+            if candidates[chunk_id].similarity is None:
+                candidates[chunk_id].similarity = similarity
+    # Only a passage without a vector of this model (one still being re-embedded) is missing.
     await _fill_similarities(session, kb, vector, candidates)
     floor = DEFAULT_THRESHOLD if threshold is None else threshold
     kept = [c for c in candidates.values() if c.similarity is not None and c.similarity >= floor]
@@ -198,20 +203,33 @@ async def _has_iterative_scan(session: AsyncSession) -> bool:
 
 
 async def text_search(
-    session: AsyncSession, kb: KnowledgeBase, query: str, limit: int
-) -> list[tuple[uuid.UUID, float]]:
+    session: AsyncSession, kb: KnowledgeBase, query: str, vector: list[float], limit: int
+) -> list[tuple[uuid.UUID, float, float | None]]:
+    """The best full-text matches, with their rank and, in the same statement, their cosine
+    similarity to `vector` (None for a passage without a vector of the model)."""
     rows = await session.execute(
         text(
-            "SELECT c.id, ts_rank_cd(c.tsv, q) AS rank "
-            "FROM knowledge_chunks c, "
-            "to_tsquery(CAST(:lang AS regconfig), "
-            "  replace(plainto_tsquery(CAST(:lang AS regconfig), :query)::text, ' & ', ' | ')) q "
-            "WHERE c.knowledge_base_id = :kb AND c.tsv @@ q "
-            "ORDER BY rank DESC, c.id LIMIT :n"
+            "SELECT t.id, t.rank, 1 - (e.embedding <=> CAST(:q AS vector)) FROM ("
+            "  SELECT c.id, ts_rank_cd(c.tsv, q) AS rank "
+            "  FROM knowledge_chunks c, "
+            "  to_tsquery(CAST(:lang AS regconfig), "
+            "    replace(plainto_tsquery(CAST(:lang AS regconfig), :query)::text, ' & ', ' | ')) q "
+            "  WHERE c.knowledge_base_id = :kb AND c.tsv @@ q "
+            "  ORDER BY rank DESC, c.id LIMIT :n"
+            ") t LEFT JOIN knowledge_chunk_embeddings e ON e.chunk_id = t.id "
+            "  AND e.knowledge_base_id = :kb AND e.model = :model "
+            "ORDER BY t.rank DESC, t.id"
         ),
-        {"lang": kb.language, "query": query, "kb": kb.id, "n": limit},
+        {
+            "lang": kb.language,
+            "query": query,
+            "kb": kb.id,
+            "n": limit,
+            "q": _literal(vector),
+            "model": kb.embedding_model,
+        },
     )
-    return [(r[0], float(r[1])) for r in rows]
+    return [(r[0], float(r[1]), None if r[2] is None else float(r[2])) for r in rows]
 
 
 async def _fill_similarities(

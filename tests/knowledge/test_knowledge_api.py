@@ -110,6 +110,34 @@ async def test_upload_ingest_and_search_with_citation(
     assert any("650" in h["text"] and "Budget" in h["text"] for h in table_hits), table_hits
 
 
+async def test_full_text_hits_carry_the_same_similarity_as_vector_hits(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    """Full-text matches get their cosine similarity in the statement that finds them; it is
+    the one vector search reports for the same passage, and the threshold applies to it."""
+    owner = await make_workspace()
+    kb_id = await create_kb(client, owner)
+    await add_text(client, owner, kb_id, HANDBOOK.decode())
+    assert (await run_jobs(recorded_jobs))[0].startswith("ready:")
+    question = "how many vacation days do I get?"
+    by_text = await _search(client, owner, kb_id, question, mode="text", threshold=0.0, top_k=20)
+    by_vector = await _search(
+        client, owner, kb_id, question, mode="vector", threshold=0.0, top_k=20
+    )
+    vector_similarity = {h["chunk_id"]: h["similarity"] for h in by_vector}
+    shared = [h for h in by_text if h["chunk_id"] in vector_similarity]
+    assert shared, (by_text, by_vector)
+    for hit in shared:
+        assert hit["text_rank"] is not None
+        assert hit["text_rank"] > 0
+        assert hit["similarity"] == pytest.approx(vector_similarity[hit["chunk_id"]], abs=1e-6)
+    floor = max(h["similarity"] for h in by_text) - 1e-6
+    strict = await _search(client, owner, kb_id, question, mode="text", threshold=floor)
+    assert strict
+    assert all(h["similarity"] >= floor for h in strict)
+    assert len(strict) < len(by_text) or len(by_text) == 1
+
+
 async def test_reingesting_an_unchanged_document_embeds_nothing(
     client: AsyncClient, recorded_jobs: list[PendingJob]
 ) -> None:

@@ -162,3 +162,24 @@ async def test_hybrid_text_weight_sets_how_much_full_text_counts(
     assert set(text_only) != set(vector[:3]), "the weight would change nothing here"
     assert without_text == vector
     assert set(text_first[:3]) == set(text_only)
+
+
+async def test_full_text_matches_come_with_their_similarity(
+    client: AsyncClient, recorded_jobs: list[PendingJob]
+) -> None:
+    """The full-text statement also returns each match's cosine similarity to the query vector
+    (so no second statement is needed), equal to the one vector search computes."""
+    owner, kb_id = await _knowledge_of_topics(client, recorded_jobs)
+    vector = [0.05] * 384
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        kb = await session.get(KnowledgeBase, kb_id)
+        assert kb is not None
+        matches = await retrieval.text_search(session, kb, "days", vector, 10)
+        by_vector, how = await retrieval.vector_search(session, kb, vector, len(TOPICS))
+    assert how == "exact"
+    similarity = dict(by_vector)
+    assert len(matches) == 3  # "days", "day", "days": the three passages naming days
+    for chunk_id, rank, text_similarity in matches:
+        assert rank > 0
+        assert text_similarity is not None
+        assert abs(text_similarity - similarity[chunk_id]) < 1e-6
