@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     # Hybrid search: how much a full-text rank counts in the fusion against a vector rank.
     hybrid_text_weight: float = Field(default=0.25, ge=0, le=10)
+    # Query vectors remembered per process, per workspace and model (0 turns it off).
+    query_embedding_cache_size: int = Field(default=1024, ge=0, le=1_000_000)
     ingest_job_timeout_seconds: int = Field(default=300, ge=10)
     # Fernet keys (comma-separated, newest first) that encrypt tenants' own provider keys.
     encryption_keys: SecretStr | None = None

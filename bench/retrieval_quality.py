@@ -100,6 +100,7 @@ async def ask(
     from backend.config import get_settings
     from backend.db import unit_of_work
     from backend.knowledge import service
+    from backend.knowledge.query_cache import query_vectors
     from backend.knowledge.retrieval import search
     from backend.knowledge.schemas import SearchMode
 
@@ -107,6 +108,9 @@ async def ask(
     shipped = settings.hybrid_text_weight
     if mode.text_weight is not None:
         settings.hybrid_text_weight = mode.text_weight
+    # Every mode asks each question; each search's time counts embedding it, as a question
+    # asked for the first time does.
+    query_vectors.clear()
     try:
         async with unit_of_work(tenant_id=workspace.tenant_id) as session:
             kb = await service.get_knowledge_base(session, workspace.ctx, kb_id)

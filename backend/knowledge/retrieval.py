@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.config import get_settings
 from backend.knowledge.embeddings import EmbeddingError
 from backend.knowledge.providers import OpenAIEndpoint, embed_texts, endpoint_for
+from backend.knowledge.query_cache import key_of, query_vectors
 from backend.knowledge.schemas import Citation, SearchHit, SearchMode, SearchResponse
 from backend.models import KnowledgeBase
 
@@ -76,7 +77,7 @@ async def search(
     started = time.perf_counter()
     limit = max(top_k * CANDIDATES_PER_RESULT, 20)
     endpoint = await endpoint_for(session, kb.tenant_id, kb.embedding_model)
-    vector = await _embed_query(kb.embedding_model, query, endpoint)
+    vector = await _embed_query(kb.tenant_id, kb.embedding_model, query, endpoint)
     candidates: dict[uuid.UUID, _Candidate] = {}
     how: Literal["exact", "hnsw"] = "exact"
     if mode in (SearchMode.hybrid, SearchMode.vector):
@@ -103,11 +104,20 @@ async def search(
     )
 
 
-async def _embed_query(model: str, query: str, endpoint: OpenAIEndpoint | None) -> list[float]:
+async def _embed_query(
+    tenant_id: uuid.UUID, model: str, query: str, endpoint: OpenAIEndpoint | None
+) -> list[float]:
+    caching = get_settings().query_embedding_cache_size > 0
+    key = key_of(tenant_id, model, endpoint.base_url if endpoint else None, query)
+    if caching and (known := query_vectors.get(key)) is not None:
+        return known
     try:
-        return (await embed_texts(model, [query], endpoint))[0]
+        vector = (await embed_texts(model, [query], endpoint))[0]
     except EmbeddingError as exc:
         raise SearchFailed(exc.reason) from exc
+    if caching:
+        query_vectors.put(key, vector)
+    return vector
 
 
 def _fuse(
