@@ -168,10 +168,10 @@ async def reserve(
         "tokens_held": tokens,
         "expires_at": datetime.now(UTC) + ttl,
     }
-    last = ordered[-1]
-    for limit in ordered:
+    for number, limit in enumerate(ordered, start=1):
+        last = number == len(ordered)
         held = await session.execute(
-            _RESERVE_AND_RECORD if limit is last else _RESERVE,
+            _RESERVE_AND_RECORD if last else _RESERVE,
             {
                 "tenant": tenant_id,
                 "scope": limit.scope,
@@ -180,7 +180,7 @@ async def reserve(
                 "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
                 "replies_limit": limit.replies,
                 "tokens_limit": limit.tokens,
-                **(record if limit is last else {}),
+                **(record if last else {}),
             },
         )
         if held.first() is None:
