@@ -90,8 +90,8 @@ async def search(
         for chunk_id, _, similarity in ranked:
             if candidates[chunk_id].similarity is None:
                 candidates[chunk_id].similarity = similarity
-    # Only a passage without a vector of this model (one still being re-embedded) is missing.
-    await _fill_similarities(session, kb, vector, candidates)
+    # Every candidate now has its similarity, except a passage without a vector of this model
+    # (one still being re-embedded): it has none to compare, and the threshold drops it.
     floor = DEFAULT_THRESHOLD if threshold is None else threshold
     kept = [c for c in candidates.values() if c.similarity is not None and c.similarity >= floor]
     kept.sort(key=lambda c: (-c.score, -(c.similarity or 0.0)))
@@ -240,27 +240,6 @@ async def text_search(
         },
     )
     return [(r[0], float(r[1]), None if r[2] is None else float(r[2])) for r in rows]
-
-
-async def _fill_similarities(
-    session: AsyncSession,
-    kb: KnowledgeBase,
-    vector: list[float],
-    candidates: dict[uuid.UUID, _Candidate],
-) -> None:
-    missing = [c.chunk_id for c in candidates.values() if c.similarity is None]
-    if not missing:
-        return
-    rows = await session.execute(
-        text(
-            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) "
-            "FROM knowledge_chunk_embeddings "
-            "WHERE knowledge_base_id = :kb AND model = :model AND chunk_id = ANY(:ids)"
-        ),
-        {"q": _literal(vector), "kb": kb.id, "model": kb.embedding_model, "ids": missing},
-    )
-    for chunk_id, similarity in rows:
-        candidates[chunk_id].similarity = float(similarity)
 
 
 async def _hits(session: AsyncSession, ranked: list[_Candidate]) -> list[SearchHit]:
