@@ -45,4 +45,4 @@ def partition_name(table: str, number: int) -> str:
 
 def is_partition_name(name: str) -> bool:
     head, _, number = name.rpartition("_p")
-    return bool(head) and len(number) == 2 and number.isdigit()
+    return bool(head) and len(number) in (2, 3) and number.isdigit()

@@ -67,11 +67,11 @@ os.environ.update(
 )
 
 
-async def _recreate_database() -> None:
+async def _recreate_database(name: str = DB_NAME) -> None:
     conn = await asyncpg.connect(_plain(ADMIN_SERVER_URL))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
 

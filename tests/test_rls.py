@@ -282,7 +282,7 @@ async def test_partitions_of_tenant_tables_are_closed_to_the_app() -> None:
             TENANT_TABLES,
         )
     assert {r["parent"] for r in partitions} == {"knowledge_chunk_embeddings"}
-    assert len(partitions) == 32
+    assert len(partitions) == 128
     for row in partitions:
         assert not row["usable"], f"{row['relname']}: the app may use it directly"
         assert row["relrowsecurity"], row["relname"]

@@ -160,7 +160,7 @@ class Chunk(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
 class ChunkEmbedding(IdMixin, TenantOwnedMixin, CreatedAtMixin, Base):
     """One chunk's vector under one model.
 
-    Hash-partitioned by knowledge base (32 partitions, each with its own per-model HNSW
+    Hash-partitioned by knowledge base (128 partitions, each with its own per-model HNSW
     indexes): a search names its knowledge base, so it reads one partition's index, in which a
     big knowledge base is a large share. The partition key must be part of every unique key.
     """
