@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # Knowledge bases up to this many chunks are searched exactly (no index, always k results).
     exact_search_max_chunks: int = Field(default=2_000, ge=0)
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
+    # How long a process trusts a knowledge base's counted size when choosing exact or HNSW.
+    search_size_cache_seconds: float = Field(default=60.0, ge=0, le=86_400)
     # Hybrid search: how much a full-text rank counts in the fusion against a vector rank.
     hybrid_text_weight: float = Field(default=0.25, ge=0, le=10)
     # Query vectors remembered per process, per workspace and model (0 turns it off).

@@ -36,7 +36,9 @@ What it does, in a database of its own (dropped at the end unless --keep):
    queries from one client, for the latency without queueing.
 
 Latency is measured per query around the whole unit of work: pool checkout, setting the
-tenant context, the size check, the search, and the commit.
+tenant context, the size check (a count, unless the client process counted that knowledge base
+in the last PARLEY_SEARCH_SIZE_CACHE_SECONDS, as a warm Parley process would have), the search,
+and the commit.
 
 Needs PARLEY_TEST_ADMIN_DATABASE_URL (a superuser; `make bench` exports it).
 """
@@ -690,17 +692,11 @@ async def exact_answers(
     return truth
 
 
-async def explain_plans(app: str, plans: list[TenantPlan], exact_max: int) -> dict[str, str]:
+async def explain_plans(admin: str, plans: list[TenantPlan], exact_max: int) -> dict[str, str]:
     """EXPLAIN ANALYZE of the app's statements, as the app role, for the largest tenant and the
-    largest one searched exactly."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-    from sqlalchemy.pool import NullPool
-
-    from backend.knowledge.retrieval import hnsw_statement
-
-    engine = create_async_engine(app, poolclass=NullPool)
-    out: dict[str, str] = {}
+    largest one searched exactly. The searches run inside `parley_vector_search`, so their plans
+    come from auto_explain (loaded by the superuser, then SET ROLE to the app role), which sends
+    them as notices."""
     rng = np.random.default_rng(7)
     literal = (
         "["
@@ -711,44 +707,47 @@ async def explain_plans(app: str, plans: list[TenantPlan], exact_max: int) -> di
     )
     biggest = plans[0]
     exact = next((p for p in plans if p.chunks <= exact_max), plans[-1])
+    search = "SELECT * FROM parley_vector_search($1, $2, $3, 40, $4, 200, true)"
     statements = {
         "size_check": (
             biggest,
-            "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
-            "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped",
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT 1 FROM "
+            "knowledge_chunk_embeddings WHERE knowledge_base_id = $1 AND model = $2 "
+            "LIMIT $3) AS capped",
+            (MODEL, exact_max + 1),
         ),
-        "hnsw": (
-            biggest,
-            hnsw_statement(DIMENSION),
-        ),
-        "exact": (
-            exact,
-            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) AS similarity "
-            "FROM knowledge_chunk_embeddings WHERE knowledge_base_id = :kb AND model = :model "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n",
-        ),
+        "hnsw": (biggest, search, (MODEL, literal, DIMENSION)),
+        "exact": (exact, search, (MODEL, literal, None)),
     }
+    conn = await asyncpg.connect(_plain(admin))
+    notices: list[str] = []
+    conn.add_log_listener(lambda _conn, message: notices.append(str(message.message)))
+    out: dict[str, str] = {}
     try:
-        for name, (plan, sql) in statements.items():
-            async with engine.begin() as connection:
-                await connection.execute(
-                    text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(plan.tenant_id)}
+        await conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "log_min_duration = 0",
+            "log_analyze = on",
+            "log_buffers = on",
+            "log_nested_statements = on",
+            "log_level = notice",
+        ):
+            await conn.execute(f"SET auto_explain.{setting}")
+        await conn.execute(f'SET ROLE "{APP_USER}"')
+        for name, (plan, sql, args) in statements.items():
+            notices.clear()
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT set_config('app.tenant_id', $1, true)", str(plan.tenant_id)
                 )
-                await connection.execute(text("SET LOCAL hnsw.ef_search = 100"))
-                await connection.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
-                rows = await connection.execute(
-                    text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"),
-                    {
-                        "kb": plan.kb_id,
-                        "model": MODEL,
-                        "cap": exact_max + 1,
-                        "q": literal,
-                        "n": 40,
-                    },
-                )
-                out[f"{name} (tenant of {plan.chunks:,} chunks)"] = "\n".join(r[0] for r in rows)
+                rows = await conn.fetch(sql, plan.kb_id, *args)
+            await asyncio.sleep(0)  # let the notices arrive
+            explained = (
+                "\n".join(r[0] for r in rows) if sql.startswith("EXPLAIN") else "\n\n".join(notices)
+            )
+            out[f"{name} (tenant of {plan.chunks:,} chunks)"] = explained
     finally:
-        await engine.dispose()
+        await conn.close()
     return out
 
 
@@ -932,7 +931,9 @@ VARIANT_HELP = """Variants: 'shipped' is Parley as it is. The others add changes
   count-index    a second index on knowledge_chunk_embeddings (knowledge_base_id, model,
                  tenant_id) (Parley now has one);
   exact-N        exact_search_max_chunks = N (PARLEY_EXACT_SEARCH_MAX_CHUNKS);
-  ef-N           hnsw_ef_search = N (PARLEY_HNSW_EF_SEARCH)."""
+  ef-N           hnsw_ef_search = N (PARLEY_HNSW_EF_SEARCH);
+  recount        every search counts its knowledge base's size again
+                 (PARLEY_SEARCH_SIZE_CACHE_SECONDS = 0), as Parley did before it kept them."""
 COUNT_INDEX = "bench_ix_chunk_emb_kb_model_tenant"
 
 
@@ -943,13 +944,14 @@ class Variant:
     count_index: bool
     exact_max: int | None
     ef_search: int | None
+    recount: bool = False
 
 
 def parse_variant(name: str) -> Variant:
     parts = [] if name == "shipped" else name.split("+")
     exact = [p for p in parts if p.startswith("exact-")]
     ef = [p for p in parts if p.startswith("ef-")]
-    known = ("custom-plans", "count-index")
+    known = ("custom-plans", "count-index", "recount")
     unknown = [p for p in parts if p not in known and p not in exact and p not in ef]
     if unknown or len(exact) > 1 or len(ef) > 1 or not (name == "shipped" or parts):
         raise ValueError(name)
@@ -959,6 +961,7 @@ def parse_variant(name: str) -> Variant:
         count_index="count-index" in parts,
         exact_max=int(exact[0].removeprefix("exact-")) if exact else None,
         ef_search=int(ef[0].removeprefix("ef-")) if ef else None,
+        recount="recount" in parts,
     )
 
 
@@ -985,6 +988,7 @@ async def apply_variant(admin: str, variant: Variant | None) -> None:
     for name, value in (
         ("PARLEY_EXACT_SEARCH_MAX_CHUNKS", variant.exact_max if variant else None),
         ("PARLEY_HNSW_EF_SEARCH", variant.ef_search if variant else None),
+        ("PARLEY_SEARCH_SIZE_CACHE_SECONDS", 0 if variant and variant.recount else None),
     ):
         if value is None:
             os.environ.pop(name, None)
@@ -1117,7 +1121,7 @@ async def main(argv: list[str] | None = None) -> int:
     try:
         if not args.reuse:
             _, timings, index = await build(args, admin_server, admin, app, plans)
-        plans_text = await explain_plans(app, plans, exact_max) if args.explain else {}
+        plans_text = await explain_plans(admin, plans, exact_max) if args.explain else {}
         for name, plan_text in plans_text.items():
             print(f"\nEXPLAIN ANALYZE, {name}:\n{_short_plan(plan_text)}")
         queries = make_queries(plans, args.seed, args.queries, args.traffic, args.query_kind, 1)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from sqlalchemy import text
@@ -36,19 +38,45 @@ CANDIDATES_PER_RESULT = 4
 
 _pgvector_iterative: bool | None = None
 
-# The size check also sets the transaction's settings for an HNSW search. plan_cache_mode:
-# asyncpg reuses prepared statements, and after five runs PostgreSQL may switch to a generic
-# plan that ignores the per-model index and sorts the whole knowledge base.
-_COUNT_AND_PREPARE = (
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
-    "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped), "
-    "set_config('hnsw.ef_search', :ef_search, true), "
-    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+_COUNT = (
+    "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_embeddings "
+    "WHERE knowledge_base_id = :kb AND model = :model LIMIT :cap) AS capped"
 )
-# pgvector 0.8 and newer; older versions reject the setting.
-_COUNT_AND_PREPARE_ITERATIVE = (
-    _COUNT_AND_PREPARE + ", set_config('hnsw.iterative_scan', 'strict_order', true)"
-)
+
+
+class _SizeCache:
+    """Knowledge-base sizes this process counted lately, each trusted for a while.
+
+    A size only steers a search between exact and HNSW, and both return k results whenever k
+    exist, so an out-of-date one never shortens an answer.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._sizes: OrderedDict[tuple[uuid.UUID, str, int], tuple[int, float]] = OrderedDict()
+
+    def get(self, key: tuple[uuid.UUID, str, int], ttl: float) -> int | None:
+        found = self._sizes.get(key)
+        if found is None:
+            return None
+        size, counted_at = found
+        if time.monotonic() - counted_at >= ttl:
+            del self._sizes[key]
+            return None
+        self._sizes.move_to_end(key)
+        return size
+
+    def put(self, key: tuple[uuid.UUID, str, int], size: int) -> None:
+        self._sizes[key] = (size, time.monotonic())
+        self._sizes.move_to_end(key)
+        while len(self._sizes) > self.limit:
+            self._sizes.popitem(last=False)
+
+    def clear(self) -> None:
+        self._sizes.clear()
+
+
+kb_sizes = _SizeCache()
 
 
 @dataclass
@@ -133,71 +161,73 @@ def _fuse(
 
 
 def _literal(vector: list[float]) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+    return _literal_format(len(vector)) % tuple(vector)
+
+
+@lru_cache(maxsize=8)
+def _literal_format(dimension: int) -> str:
+    """One format for a whole vector: about half the time of formatting each number alone."""
+    return "[" + ",".join(["%.7g"] * dimension) + "]"
 
 
 async def vector_search(
     session: AsyncSession, kb: KnowledgeBase, vector: list[float], limit: int
 ) -> tuple[list[tuple[uuid.UUID, float]], Literal["exact", "hnsw"]]:
+    """The `limit` nearest passages and their similarities, through the database function
+    `parley_vector_search` (see its migration): one statement, planned for this knowledge
+    base on every call."""
     dimension = INDEXED_MODELS.get(kb.embedding_model)
-    params = {"kb": kb.id, "model": kb.embedding_model, "q": _literal(vector), "n": limit}
+    params = {
+        "kb": kb.id,
+        "model": kb.embedding_model,
+        "q": _literal(vector),
+        "n": limit,
+        "dimension": None,
+        "ef_search": None,
+        "iterative": False,
+    }
     if dimension is not None and dimension == len(vector):
         exact_max = get_settings().exact_search_max_chunks
-        size = await _count_and_prepare_hnsw(session, kb, exact_max + 1, limit)
+        size = await _size(session, kb, exact_max + 1)
         if size > exact_max:
-            rows = await _hnsw_search(session, dimension, params)
+            hnsw = params | {
+                "dimension": dimension,
+                "ef_search": max(get_settings().hnsw_ef_search, limit),
+                "iterative": await _has_iterative_scan(session),
+            }
+            rows = await _search(session, hnsw)
             if len(rows) >= min(limit, size):
                 return rows, "hnsw"
-    return await _exact_search(session, params), "exact"
+    return await _search(session, params), "exact"
 
 
-async def _count_and_prepare_hnsw(
-    session: AsyncSession, kb: KnowledgeBase, cap: int, limit: int
-) -> int:
-    """The knowledge base's vector count (up to `cap`), and the transaction's settings for an
-    HNSW search, in one round trip; the settings are harmless if the search is exact."""
-    ef_search = max(get_settings().hnsw_ef_search, limit)
-    iterative = await _has_iterative_scan(session)
+async def _size(session: AsyncSession, kb: KnowledgeBase, cap: int) -> int:
+    """The knowledge base's vector count (up to `cap`), counted by this process at most once
+    in PARLEY_SEARCH_SIZE_CACHE_SECONDS."""
+    ttl = get_settings().search_size_cache_seconds
+    key = (kb.id, kb.embedding_model, cap)
+    if ttl > 0 and (known := kb_sizes.get(key, ttl)) is not None:
+        return known
     count = await session.scalar(
-        text(_COUNT_AND_PREPARE_ITERATIVE if iterative else _COUNT_AND_PREPARE),
-        {"kb": kb.id, "model": kb.embedding_model, "cap": cap, "ef_search": str(ef_search)},
+        text(_COUNT), {"kb": kb.id, "model": kb.embedding_model, "cap": cap}
     )
-    return int(count or 0)
+    size = int(count or 0)
+    if ttl > 0:
+        kb_sizes.put(key, size)
+    return size
 
 
-async def _exact_search(
+async def _search(
     session: AsyncSession, params: dict[str, object]
 ) -> list[tuple[uuid.UUID, float]]:
     rows = await session.execute(
         text(
-            "SELECT chunk_id, 1 - (embedding <=> CAST(:q AS vector)) AS similarity "
-            "FROM knowledge_chunk_embeddings "
-            "WHERE knowledge_base_id = :kb AND model = :model "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n"
+            "SELECT chunk_id, similarity FROM parley_vector_search("
+            ":kb, :model, :q, :n, :dimension, :ef_search, :iterative)"
         ),
         params,
     )
     return [(r[0], float(r[1])) for r in rows]
-
-
-async def _hnsw_search(
-    session: AsyncSession, dimension: int, params: dict[str, object]
-) -> list[tuple[uuid.UUID, float]]:
-    """Runs after `_count_and_prepare_hnsw` in the same transaction."""
-    rows = await session.execute(text(hnsw_statement(dimension)), params)
-    return [(r[0], float(r[1])) for r in rows]
-
-
-def hnsw_statement(dimension: int) -> str:
-    """The search through a model's HNSW index, in the one partition of the knowledge base."""
-    # Only an integer is formatted in: the index is on this exact cast expression.
-    cast = f"vector({int(dimension)})"
-    return (
-        f"SELECT chunk_id, 1 - ((embedding::{cast}) <=> CAST(:q AS {cast})) AS similarity "  # noqa: S608
-        "FROM knowledge_chunk_embeddings "
-        "WHERE model = :model AND knowledge_base_id = :kb "
-        f"ORDER BY (embedding::{cast}) <=> CAST(:q AS {cast}) LIMIT :n"
-    )
 
 
 async def _has_iterative_scan(session: AsyncSession) -> bool:
