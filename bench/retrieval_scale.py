@@ -926,8 +926,8 @@ def _short_plan(plan: str) -> str:
 
 
 VARIANT_HELP = """Variants: 'shipped' is Parley as it is. The others add changes, joined with '+':
-  custom-plans   the app role gets plan_cache_mode = force_custom_plan (retrieval now sets it
-                 for its HNSW statement itself);
+  custom-plans   the app role gets plan_cache_mode = force_custom_plan (Parley's search
+                 function now plans every search itself);
   count-index    a second index on knowledge_chunk_embeddings (knowledge_base_id, model,
                  tenant_id) (Parley now has one);
   exact-N        exact_search_max_chunks = N (PARLEY_EXACT_SEARCH_MAX_CHUNKS);
