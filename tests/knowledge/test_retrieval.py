@@ -200,6 +200,29 @@ async def test_a_search_for_more_rows_than_ef_search_raises_it(
     }
 
 
+async def test_without_iterative_scans_a_search_still_returns_k_rows(
+    client: AsyncClient, recorded_jobs: list[PendingJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on pgvector before 0.8 (the embedded server of `make run`): the function leaves the
+    setting alone, and a filtered index scan that comes back short falls back to exact."""
+    owner, kb_id = await _knowledge_of_topics(client, recorded_jobs)
+    monkeypatch.setattr(retrieval, "_pgvector_iterative", False)
+    monkeypatch.setattr(get_settings(), "exact_search_max_chunks", 0)
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        kb = await session.get(KnowledgeBase, kb_id)
+        assert kb is not None
+        rows, _ = await retrieval.vector_search(session, kb, [0.05] * 384, 40)
+        iterative = await session.scalar(
+            text("SELECT current_setting('hnsw.iterative_scan', true)")
+        )
+        monkeypatch.setattr(get_settings(), "exact_search_max_chunks", 100)
+        exact, how = await retrieval.vector_search(session, kb, [0.05] * 384, 40)
+    assert iterative in (None, "", "off")
+    assert how == "exact"
+    assert len(rows) == len(TOPICS)
+    assert sorted(r[0] for r in rows) == sorted(r[0] for r in exact)
+
+
 async def test_a_counted_size_is_trusted_for_a_while(
     client: AsyncClient, recorded_jobs: list[PendingJob]
 ) -> None:
