@@ -24,7 +24,7 @@ first hit (chunk) cited from one of its pages.
   MRR        mean of 1 / rank over the first `--top-k` hits (0 when none is there)
 
 Nothing in Parley is tuned to these questions. Needs PARLEY_TEST_ADMIN_DATABASE_URL; the
-benchmark makes its own database and drops it at the end.
+benchmark makes its own database and drops it at the end (unless --keep).
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ async def main(argv: list[str] | None = None) -> int:
         "--pages", type=int, default=0, help="ingest only this many pages (a quick check)"
     )
     parser.add_argument("--verbose", action="store_true", help="print every question's ranks")
+    parser.add_argument(
+        "--keep", action="store_true", help=f"keep the database {DB_NAME} afterwards"
+    )
     args = parser.parse_args(argv)
     variants = modes([float(w) for w in args.text_weights.split(",") if w.strip()])
 
@@ -203,7 +206,8 @@ async def main(argv: list[str] | None = None) -> int:
             scored[name] = await score(workspace, kb_id, questions, variants, args)
         versions = await server_versions(database)
     finally:
-        await database.drop()
+        if not args.keep:
+            await database.drop()
 
     for name, outcome in scored.items():
         print()

@@ -8,7 +8,7 @@ for, so:
   and fall back to an exact search whenever the index returns fewer than k rows although k
   exist. A search therefore returns k results whenever k exist.
 Full-text search ORs the query's words (PostgreSQL's own query parsers AND them, which finds
-nothing for most natural-language questions) and ranks with ts_rank_cd.
+nothing for most natural-language questions) and ranks with ts_rank.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ async def text_search(
     rows = await session.execute(
         text(
             "SELECT t.id, t.rank, 1 - (e.embedding <=> CAST(:q AS vector)) FROM ("
-            "  SELECT c.id, ts_rank_cd(c.tsv, q) AS rank "
+            "  SELECT c.id, ts_rank(c.tsv, q) AS rank "
             "  FROM knowledge_chunks c, "
             "  to_tsquery(CAST(:lang AS regconfig), "
             "    replace(plainto_tsquery(CAST(:lang AS regconfig), :query)::text, ' & ', ' | ')) q "
