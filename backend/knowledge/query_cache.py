@@ -8,46 +8,34 @@ answers what another workspace has asked. The least recently used entry goes fir
 
 from __future__ import annotations
 
-import threading
 import uuid
 from array import array
-from collections import OrderedDict
 
 from backend.config import get_settings
+from backend.kit.lru import LRU
 
 _Key = tuple[uuid.UUID, str, str | None, str]
 
 
 class QueryVectors:
-    """A thread-safe LRU of vectors, kept as packed doubles (8 bytes a number, where a list of
-    Python floats takes 32): 1,024 local-model vectors hold about 3 MB."""
+    """Vectors kept as packed doubles (8 bytes a number, where a list of Python floats takes
+    32): 1,024 local-model vectors hold about 3 MB."""
 
     def __init__(self) -> None:
-        self._vectors: OrderedDict[_Key, array[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._vectors: LRU[_Key, array[float]] = LRU()
 
     def get(self, key: _Key) -> list[float] | None:
-        with self._lock:
-            vector = self._vectors.get(key)
-            if vector is None:
-                return None
-            self._vectors.move_to_end(key)
-        return vector.tolist()
+        vector = self._vectors.get(key)
+        return None if vector is None else vector.tolist()
 
     def put(self, key: _Key, vector: list[float]) -> None:
-        size = get_settings().query_embedding_cache_size
-        with self._lock:
-            self._vectors[key] = array("d", vector)
-            self._vectors.move_to_end(key)
-            while len(self._vectors) > size:
-                self._vectors.popitem(last=False)
+        self._vectors.put(key, array("d", vector), get_settings().query_embedding_cache_size)
 
     def __len__(self) -> int:
         return len(self._vectors)
 
     def clear(self) -> None:
-        with self._lock:
-            self._vectors.clear()
+        self._vectors.clear()
 
 
 query_vectors = QueryVectors()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -24,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.config import get_settings
+from backend.kit.lru import LRU
 from backend.knowledge.embeddings import EmbeddingError
 from backend.knowledge.providers import OpenAIEndpoint, embed_texts, endpoint_for
 from backend.knowledge.query_cache import key_of, query_vectors
@@ -44,6 +44,9 @@ _COUNT = (
 )
 
 
+_SizeKey = tuple[uuid.UUID, str, int]
+
+
 class _SizeCache:
     """Knowledge-base sizes this process counted lately, each trusted for a while.
 
@@ -53,24 +56,20 @@ class _SizeCache:
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
-        self._sizes: OrderedDict[tuple[uuid.UUID, str, int], tuple[int, float]] = OrderedDict()
+        self._sizes: LRU[_SizeKey, tuple[int, float]] = LRU()
 
-    def get(self, key: tuple[uuid.UUID, str, int], ttl: float) -> int | None:
+    def get(self, key: _SizeKey, ttl: float) -> int | None:
         found = self._sizes.get(key)
         if found is None:
             return None
         size, counted_at = found
         if time.monotonic() - counted_at >= ttl:
-            del self._sizes[key]
+            self._sizes.discard(key)
             return None
-        self._sizes.move_to_end(key)
         return size
 
-    def put(self, key: tuple[uuid.UUID, str, int], size: int) -> None:
-        self._sizes[key] = (size, time.monotonic())
-        self._sizes.move_to_end(key)
-        while len(self._sizes) > self.limit:
-            self._sizes.popitem(last=False)
+    def put(self, key: _SizeKey, size: int) -> None:
+        self._sizes.put(key, (size, time.monotonic()), self.limit)
 
     def clear(self) -> None:
         self._sizes.clear()
