@@ -81,6 +81,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 # SQLSTATE class 22 (data exception): the input could not be stored as given, e.g. a NUL byte.
 _DATA_EXCEPTION_CLASS = "22"
+# Classes 40 (transaction rollback: a serialization failure, a deadlock) and 57 (operator
+# intervention: a cancelled statement, a server shutting down): the request may succeed if sent
+# again. The transaction that failed was rolled back.
+_TRY_AGAIN_CLASSES = ("40", "57")
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -106,6 +110,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             headers={"Retry-After": "1"},
         )
     state = _sqlstate(exc)
+    if state is not None and state.startswith(_TRY_AGAIN_CLASSES):
+        log.warning("database_request_interrupted", sqlstate=state)
+        return JSONResponse(
+            {
+                "error": "service_unavailable",
+                "detail": "The database could not finish the request; try again.",
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     if state is not None and state.startswith(_DATA_EXCEPTION_CLASS):
         return JSONResponse(
             {

@@ -13,8 +13,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from backend.assistants import schemas, service
-from backend.assistants.engine import ReplyResult, ReplyRun, prepare_reply
-from backend.db import SessionDep, end_request_transaction
+from backend.assistants.engine import ReplyResult, ReplyRun, commit_reply, prepare_reply
+from backend.db import SessionDep
 from backend.errors import NotFound
 from backend.kit.pagination import Page, PageParams, next_cursor_of, page_params
 from backend.kit.pagination import paginate_newest_first as newest_first
@@ -186,7 +186,7 @@ async def send_message(
     plan = await prepare_reply(
         ctx.tenant_id, body.content, conversation_id=conversation_id, session=session
     )
-    await end_request_transaction()  # the quota hold is visible to other requests from here
+    await commit_reply(plan)
     run = ReplyRun(plan)
     if body.stream:
         return StreamingResponse(_stream(run), media_type="text/event-stream", headers=SSE_HEADERS)

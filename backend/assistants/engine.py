@@ -2,8 +2,11 @@
 and usage.
 
 A reply runs in three short transactions, none of them open while the model is generating:
-1. `prepare_reply`: retrieval, the question saved, and the quota held (the hold is the last
-   statement, so its row lock lasts only until the commit);
+1. `prepare_reply`: retrieval, the quota held, then the model called, then the question saved.
+   The model server gets the request as soon as the quota is held: saving the question and the
+   commit happen while it works on its first token, not before it has the question. Only the
+   saves and the commit come after the hold, so its row lock lasts a few milliseconds. If the
+   transaction fails after all, the call is called off and nothing is charged;
 2. the stream itself, on no database connection;
 3. `ReplyRun.finish`: the answer saved, the usage ledger row written and the hold settled,
    together. A client that goes away mid-answer still gets this step (shielded from the
@@ -13,6 +16,7 @@ A reply runs in three short transactions, none of them open while the model is g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -29,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.assistants import prompt
 from backend.assistants.providers import chat_model_for, chat_provider_for
 from backend.config import PlanLimits, get_settings
-from backend.db import unit_of_work
+from backend.db import end_request_transaction, unit_of_work
 from backend.errors import NotFound
 from backend.knowledge.providers import OpenAIEndpoint, endpoint_of
 from backend.knowledge.retrieval import SearchFailed, search
@@ -41,6 +45,7 @@ from backend.llm import (
     ContextPassage,
     Finished,
     ProviderError,
+    StreamEvent,
     TextDelta,
 )
 from backend.llm.tokens import count_message_tokens, count_tokens
@@ -90,6 +95,58 @@ class ReplyPlan:
     prompt_tokens: int
     meta: dict[str, Any] = field(default_factory=dict)
     question_message: Message | None = None
+    # The model call, started by prepare_reply once the quota is held.
+    call: ModelCall | None = None
+
+
+class ModelCall:
+    """A model call begun before the reply's transaction commits. Its first event is awaited
+    in a task of its own, so the request reaches the model server while the reply's rows are
+    saved; `events()` then hands over the stream from the start."""
+
+    def __init__(self, provider: ChatProvider, request: ChatRequest) -> None:
+        self.started = time.perf_counter()
+        self._stream = provider.stream(request)
+        self._first: asyncio.Task[StreamEvent | None] = asyncio.ensure_future(self._pull())
+        self._handed_over = False
+
+    async def _pull(self) -> StreamEvent | None:
+        try:
+            return await anext(self._stream)
+        except StopAsyncIteration:
+            return None
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        self._handed_over = True
+        async with contextlib.aclosing(self._stream):
+            first = await self._first
+            if first is None:
+                return
+            yield first
+            async for event in self._stream:
+                yield event
+
+    async def call_off(self) -> None:
+        """Stop a call whose stream nobody took over: the request failed, or its client left
+        first. A call already handed over is closed by its consumer."""
+        if self._handed_over:
+            return
+        self._handed_over = True
+        self._first.cancel()
+        await asyncio.gather(self._first, return_exceptions=True)
+        await self._stream.aclose()
+
+
+async def commit_reply(plan: ReplyPlan) -> None:
+    """Commit the request's transaction that prepared `plan` (a request that passed its
+    session to `prepare_reply`): the quota hold is visible to other requests from here. If the
+    commit fails, the model call it started is called off."""
+    try:
+        await end_request_transaction()
+    except BaseException:
+        if plan.call is not None:
+            await plan.call.call_off()
+        raise
 
 
 @dataclass
@@ -116,43 +173,57 @@ async def prepare_reply(
     limit is reached, NotFound for a conversation or assistant not in this workspace.
 
     An endpoint passes its request's `session` (scoped to `tenant_id`) and commits it right
-    after, with `end_request_transaction()`: one transaction and one pooled connection for the
-    whole request instead of two, and what the request already loaded is not read again."""
-    async with _transaction(tenant_id, session) as session:
-        conversation, assistant = await _conversation_and_assistant(
-            session, tenant_id, conversation_id, new_conversation, content
-        )
-        if history is None:
-            history = await _history(session, conversation.id)
-        workspace = await _workspace(session, tenant_id, assistant.id)
-        plan = await _plan(session, assistant, workspace, conversation, content, history)
-        request = plan.request
-        if temperature is not None or max_tokens is not None:
-            plan.request = ChatRequest(
-                messages=request.messages,
-                question=request.question,
-                passages=request.passages,
-                model=request.model,
-                temperature=request.temperature if temperature is None else temperature,
-                max_tokens=min(request.max_tokens, max_tokens or request.max_tokens),
-                language=request.language,
+    after, with `commit_reply(plan)`: one transaction and one pooled connection for the whole
+    request instead of two, and what the request already loaded is not read again.
+
+    The model call starts here, once the quota is held (`plan.call`); `ReplyRun` takes over
+    its stream."""
+    call: ModelCall | None = None
+    try:
+        async with _transaction(tenant_id, session) as session:
+            conversation, assistant = await _conversation_and_assistant(
+                session, tenant_id, conversation_id, new_conversation, content
             )
-        question = Message(
-            tenant_id=tenant_id,
-            conversation_id=conversation.id,
-            role=MessageRole.user,
-            content=content,
-            citations=[],
-            meta=question_meta or {},
-        )
-        session.add(question)
-        if new_conversation is None:
-            conversation.last_message_at = datetime.now(UTC)
-            conversation.title = conversation.title or content[:80]
-        await session.flush()
-        plan.question_id, plan.question_message = question.id, question
-        plan.reservation = await _reserve(session, assistant, workspace, conversation, plan)
-        return plan
+            if history is None:
+                history = [] if new_conversation else await _history(session, conversation.id)
+            workspace = await _workspace(session, tenant_id, assistant.id)
+            plan = await _plan(session, assistant, workspace, conversation, content, history)
+            request = plan.request
+            if temperature is not None or max_tokens is not None:
+                plan.request = ChatRequest(
+                    messages=request.messages,
+                    question=request.question,
+                    passages=request.passages,
+                    model=request.model,
+                    temperature=request.temperature if temperature is None else temperature,
+                    max_tokens=min(request.max_tokens, max_tokens or request.max_tokens),
+                    language=request.language,
+                )
+            question = Message(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                conversation_id=conversation.id,
+                role=MessageRole.user,
+                content=content,
+                citations=[],
+                meta=question_meta or {},
+            )
+            plan.question_id, plan.question_message = question.id, question
+            plan.reservation = await _reserve(session, assistant, workspace, conversation, plan)
+            if plan.provider is not None:
+                call = plan.call = ModelCall(plan.provider, plan.request)
+            # Saved by the commit, while the model server works on the request.
+            if new_conversation is not None:
+                session.add(conversation)
+            else:
+                conversation.last_message_at = datetime.now(UTC)
+                conversation.title = conversation.title or content[:80]
+            session.add(question)
+    except BaseException:
+        if call is not None:
+            await call.call_off()
+        raise
+    return plan
 
 
 @asynccontextmanager
@@ -178,7 +249,9 @@ async def _conversation_and_assistant(
         assistant = await session.get(Assistant, new.assistant_id)
         if assistant is None or assistant.tenant_id != tenant_id:
             raise NotFound("Assistant not found.")
+        # Added to the session once the model has been called (see prepare_reply).
         conversation = Conversation(
+            id=uuid.uuid4(),
             tenant_id=tenant_id,
             assistant_id=assistant.id,
             channel=new.channel,
@@ -187,8 +260,6 @@ async def _conversation_and_assistant(
             last_message_at=datetime.now(UTC),
             meta={},
         )
-        session.add(conversation)
-        await session.flush()
         return conversation, assistant
     found = (
         await session.execute(
@@ -409,7 +480,7 @@ class ReplyRun:
         self.parts: list[str] = []
         self.finished: Finished | None = None
         self.error: ProviderError | None = None
-        self.started = time.perf_counter()
+        self.started = plan.call.started if plan.call is not None else time.perf_counter()
         self.first_token_ms: float | None = None
         self._result: ReplyResult | None = None
         self._finishing: asyncio.Task[ReplyResult] | None = None
@@ -424,8 +495,10 @@ class ReplyRun:
         provider = self.plan.provider
         if provider is None:
             return
+        call = self.plan.call
+        events = call.events() if call is not None else provider.stream(self.plan.request)
         try:
-            async for event in provider.stream(self.plan.request):
+            async for event in events:
                 if isinstance(event, TextDelta):
                     if self.first_token_ms is None:
                         self.first_token_ms = (time.perf_counter() - self.started) * 1000
@@ -446,6 +519,8 @@ class ReplyRun:
 
     async def _finish(self, cancelled: bool) -> ReplyResult:
         plan = self.plan
+        if plan.call is not None:
+            await plan.call.call_off()  # a call whose stream was never read
         text = "".join(self.parts)
         completion = self._completion_tokens(text)
         prompt_tokens = self._prompt_tokens()

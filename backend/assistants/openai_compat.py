@@ -20,8 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.assistants.engine import NewConversation, ReplyResult, ReplyRun, prepare_reply
-from backend.db import SessionDep, end_request_transaction
+from backend.assistants.engine import (
+    NewConversation,
+    ReplyResult,
+    ReplyRun,
+    commit_reply,
+    prepare_reply,
+)
+from backend.db import SessionDep
 from backend.errors import BadRequest, NotFound, ValidationFailed
 from backend.kit.sse import SSE_HEADERS, sse_event
 from backend.kit.text import PlainText
@@ -116,7 +122,7 @@ async def chat_completions(
         max_tokens=body.max_completion_tokens or body.max_tokens,
         session=session,
     )
-    await end_request_transaction()  # the quota hold is visible to other requests from here
+    await commit_reply(plan)
     run = ReplyRun(plan)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:

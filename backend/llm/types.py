@@ -7,7 +7,7 @@ extractive provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -102,7 +102,7 @@ class ChatProvider(Protocol):
     is_llm: bool  # False for the offline extractive generator
     model: str  # the model actually used: "gpt-4o-mini", "parley-extractive"
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """The reply as text deltas, then exactly one `Finished`."""
         ...
 

@@ -18,7 +18,8 @@ the prompt as OpenAI's chat format counts it (3 tokens a message, plus its role 
 plus 3 that start the reply), the completion as the tokens of the reply. A reply longer than
 the request's `max_tokens` is cut to that many tokens and finishes with "length".
 
-`requests` records every request body. The next requests can be made to fail, in order:
+`requests` records every request body, and `hang_ups` counts the streams whose client went
+away before their end. The next requests can be made to fail, in order:
 `fail_with` answers an HTTP error, `hang` never answers (until the stand-in stops), `malformed`
 sends a chunk that is not JSON, `cut_off` drops the connection midway through the stream, and
 `unfinished` ends the stream cleanly, with [DONE], but before its finish chunk.
@@ -130,6 +131,7 @@ class ChatStandIn:
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay
         self.requests: list[dict[str, Any]] = []
+        self.hang_ups = 0
         self._failures: list[_Failure] = []
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -322,40 +324,53 @@ class ChatStandIn:
         await response.prepare(request)
         envelope = _envelope("chat.completion.chunk", body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        with contextlib.suppress(ConnectionResetError):  # the client went away: nothing to do
-            await self._pause(self.first_token_delay)
-            await _send(response, _chunk(envelope, {"role": "assistant", "content": ""}))
-            pieces = split_reply(reply.text, self.delta_count)
-            for index in range(len(pieces) + 1):
-                if failure is not None and index == failure.after_deltas:
-                    if failure.kind == "cut_off":
-                        await _abort(request)
-                        return response
-                    if failure.kind == "error_event":
-                        error = {"message": failure.message, "type": "server_error"}
-                        await _send(response, {"error": error})
-                        await response.write_eof()
-                        return response
-                    if failure.kind == "wrong_shape":
-                        await _send(response, {**envelope, "choices": {"index": 0}})
-                        await response.write_eof()
-                        return response
-                    if failure.kind in ("malformed", "unfinished"):
-                        malformed = failure.kind == "malformed"
-                        await response.write(MALFORMED_EVENT if malformed else b"data: [DONE]\n\n")
-                        await response.write_eof()
-                        return response
-                if index == len(pieces):
-                    break
-                if index:
-                    await self._pause(self.token_delay)
-                await _send(response, _chunk(envelope, {"content": pieces[index]}))
-            await _send(response, _chunk(envelope, {}, finish_reason=reply.finish_reason))
-            if include_usage:
-                await _send(response, {**envelope, "choices": [], "usage": _usage(reply)})
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
+        try:
+            await self._stream_body(request, response, envelope, reply, failure, include_usage)
+        except ConnectionResetError:  # the client went away
+            self.hang_ups += 1
         return response
+
+    async def _stream_body(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        envelope: dict[str, Any],
+        reply: _Reply,
+        failure: _Failure | None,
+        include_usage: bool,
+    ) -> None:
+        await self._pause(self.first_token_delay)
+        await _send(response, _chunk(envelope, {"role": "assistant", "content": ""}))
+        pieces = split_reply(reply.text, self.delta_count)
+        for index in range(len(pieces) + 1):
+            if failure is not None and index == failure.after_deltas:
+                if failure.kind == "cut_off":
+                    await _abort(request)
+                    return
+                if failure.kind == "error_event":
+                    error = {"message": failure.message, "type": "server_error"}
+                    await _send(response, {"error": error})
+                    await response.write_eof()
+                    return
+                if failure.kind == "wrong_shape":
+                    await _send(response, {**envelope, "choices": {"index": 0}})
+                    await response.write_eof()
+                    return
+                if failure.kind in ("malformed", "unfinished"):
+                    malformed = failure.kind == "malformed"
+                    await response.write(MALFORMED_EVENT if malformed else b"data: [DONE]\n\n")
+                    await response.write_eof()
+                    return
+            if index == len(pieces):
+                break
+            if index:
+                await self._pause(self.token_delay)
+            await _send(response, _chunk(envelope, {"content": pieces[index]}))
+        await _send(response, _chunk(envelope, {}, finish_reason=reply.finish_reason))
+        if include_usage:
+            await _send(response, {**envelope, "choices": [], "usage": _usage(reply)})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the stand-in is stopping."""

@@ -1,0 +1,207 @@
+"""The model is asked as soon as the quota is held: the question is saved while the model server
+works on it. A reply whose transaction then fails calls the model off and charges nothing.
+
+A SHARE lock on `messages`, held by the test, stops every insert into it: the reply gets as far
+as saving its question and waits there, so what happened before that point can be checked."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from httpx import AsyncClient, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from backend.assistants.engine import prepare_reply
+from backend.db import unit_of_work
+from backend.models import Message, MessageRole, QuotaCounter, QuotaReservation, UsageRecord
+from backend.tenancy.permissions import Permission
+from backend.usage.quota import PLAN_SCOPE
+from tests.assistants.fixtures import KnowledgeMaker
+from tests.conftest import APP_ROLE_USER, TEST_ADMIN_URL, _plain
+from tests.factories.accounts import Account
+from tests.factories.assistants import create_assistant, open_conversation
+from tests.factories.responses import assert_error
+from tests.factories.tenancy import make_workspace
+from tests.factories.workspaces import create_api_key
+from tests.standins.openai_chat import ChatStandIn
+
+SATURDAY = "When does the shop open on Saturdays?"
+WAITING_INSERT = (
+    "SELECT pid FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock' "
+    "AND query LIKE 'INSERT INTO messages %'"
+)
+
+NOTHING_KEPT = {
+    "questions": 0,
+    "holds": 0,
+    "reply_usage_rows": 0,
+    "replies_used": 0,
+    "replies_reserved": 0,
+}
+
+Send = Callable[[AsyncClient, Account, dict[str, Any]], Awaitable[Response]]
+
+
+async def _send_rest(client: AsyncClient, owner: Account, assistant: dict[str, Any]) -> Response:
+    conversation = await open_conversation(client, owner, assistant["id"])
+    return await client.post(
+        f"/api/v1/conversations/{conversation}/messages",
+        json={"content": SATURDAY},
+        headers=owner.headers(),
+    )
+
+
+async def _send_openai(client: AsyncClient, owner: Account, assistant: dict[str, Any]) -> Response:
+    key = await create_api_key(client, owner, [Permission.chat])
+    return await client.post(
+        "/v1/chat/completions",
+        json={"model": assistant["id"], "messages": [{"role": "user", "content": SATURDAY}]},
+        headers={"Authorization": f"Bearer {key.key}"},
+    )
+
+
+ROUTES = pytest.mark.parametrize("send", [_send_rest, _send_openai], ids=["rest", "openai"])
+
+
+@asynccontextmanager
+async def _messages_locked() -> AsyncIterator[Callable[[], Awaitable[int | None]]]:
+    """Holds the lock; yields a function that finds the reply's insert waiting for it."""
+    lock = await asyncpg.connect(_plain(TEST_ADMIN_URL))
+    # Outside the lock's transaction: a transaction sees one snapshot of pg_stat_activity.
+    watch = await asyncpg.connect(_plain(TEST_ADMIN_URL))
+
+    async def waiting_insert() -> int | None:
+        pid: int | None = await watch.fetchval(WAITING_INSERT, APP_ROLE_USER)
+        return pid
+
+    try:
+        async with lock.transaction():
+            await lock.execute("LOCK TABLE messages IN SHARE MODE")
+            yield waiting_insert
+    finally:
+        await lock.close()
+        await watch.close()
+
+
+async def _eventually(check: Callable[[], Awaitable[object]], seconds: float = 5.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {value!r} after {seconds} s")
+        await asyncio.sleep(0.01)
+
+
+async def _saved(owner: Account) -> dict[str, int]:
+    assert owner.tenant_id is not None
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        questions = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.role == MessageRole.user)
+        )
+        held = await session.scalar(select(func.count()).select_from(QuotaReservation))
+        usage = await session.scalar(
+            select(func.count()).select_from(UsageRecord).where(UsageRecord.kind == "reply")
+        )
+        counter = await session.scalar(select(QuotaCounter).where(QuotaCounter.scope == PLAN_SCOPE))
+    return {
+        "questions": questions or 0,
+        "holds": held or 0,
+        "reply_usage_rows": usage or 0,
+        "replies_used": counter.replies_used if counter else 0,
+        "replies_reserved": counter.replies_reserved if counter else 0,
+    }
+
+
+async def _llm_assistant(client: AsyncClient, kb: KnowledgeMaker) -> tuple[Account, dict[str, Any]]:
+    owner = await make_workspace()
+    name = f"Shop {uuid.uuid4().hex[:6]}"
+    assistant = await create_assistant(
+        client, owner, name=name, knowledge_base_ids=[await kb(owner)]
+    )
+    return owner, assistant
+
+
+@ROUTES
+async def test_the_model_has_the_question_before_it_is_saved(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, send: Send
+) -> None:
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    chat_server.reply = "At 10:00 [1]."
+    async with _messages_locked() as waiting_insert:
+        asking = asyncio.ensure_future(send(client, owner, assistant))
+        # The model has the question while the reply still waits to save it.
+        assert await _eventually(waiting_insert)
+        await _eventually(lambda: _true(chat_server.request_count == 1))
+        assert not asking.done()
+    response = await asking
+    assert response.status_code == 200, response.text
+    body = response.json()
+    text = body["answer"]["content"] if "answer" in body else body["choices"][0]["message"]
+    assert "At 10:00 [1]." in str(text)
+    assert await _saved(owner) == {
+        "questions": 1,
+        "holds": 0,
+        "reply_usage_rows": 1,
+        "replies_used": 1,
+        "replies_reserved": 0,
+    }
+
+
+@ROUTES
+async def test_a_reply_whose_transaction_fails_calls_the_model_off(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, send: Send
+) -> None:
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    chat_server.first_token_delay = 2.0
+    async with _messages_locked() as waiting_insert:
+        asking = asyncio.ensure_future(send(client, owner, assistant))
+        pid = await _eventually(waiting_insert)
+        await _eventually(lambda: _true(chat_server.request_count == 1))
+        await _cancel(pid)  # the question's insert fails
+        response = await asking
+    assert_error(response, 503, "service_unavailable")
+    # The model server's stream was closed before its first token, and nothing was kept.
+    await _eventually(lambda: _true(chat_server.hang_ups == 1))
+    assert await _saved(owner) == NOTHING_KEPT
+
+
+async def test_a_reply_in_a_transaction_of_its_own_calls_the_model_off_too(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
+) -> None:
+    """The widget's and Telegram's replies: prepare_reply commits its own transaction."""
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    assert owner.tenant_id is not None
+    conversation = await open_conversation(client, owner, assistant["id"])
+    chat_server.first_token_delay = 2.0
+    async with _messages_locked() as waiting_insert:
+        preparing = asyncio.ensure_future(
+            prepare_reply(owner.tenant_id, SATURDAY, conversation_id=conversation)
+        )
+        pid = await _eventually(waiting_insert)
+        await _eventually(lambda: _true(chat_server.request_count == 1))
+        await _cancel(pid)
+        with pytest.raises(DBAPIError, match="canceling statement"):
+            await preparing
+    await _eventually(lambda: _true(chat_server.hang_ups == 1))
+    assert await _saved(owner) == NOTHING_KEPT
+
+
+async def _cancel(pid: int) -> None:
+    admin = await asyncpg.connect(_plain(TEST_ADMIN_URL))
+    try:
+        await admin.execute("SELECT pg_cancel_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
