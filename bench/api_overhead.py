@@ -12,9 +12,11 @@ Each is measured at maximum throughput (closed loop, `wrk` when installed) and a
 request rate (open loop, latency counted from each request's due time). If Parley cannot take
 that rate, RLS on and off are also compared, in paired rounds, at a rate both can sustain (60 %
 of the lower of their max throughputs, or --rls-rate): beyond capacity, latency only shows how
-long the queue grew. The load client is a separate process; when `taskset` is available the
-servers run on CPU 0 and the client on CPU 1. Rounds alternate the order of the servers (bare,
-rls, no-rls / rls, no-rls, bare / ...) so that drift spreads over all three alike.
+long the queue grew. The load client is a separate process; when `taskset` is available and
+each server has one worker, the servers run on CPU 0 and the client on CPU 1 (with --workers
+above 1 nothing is pinned: pinned to one CPU, the workers would share it). Rounds alternate
+the order of the servers (bare, rls, no-rls / rls, no-rls, bare / ...) so that drift spreads
+over all three alike.
 
 Machines are noisy: before each phase the benchmark waits for other load to stop (up to
 --quiet-wait seconds), measures where the CPU went during the phase (server, its PostgreSQL
@@ -1038,8 +1040,8 @@ def _measure(
         rls_rate = choose_rls_rate(opts, bench.aggregated()["max_throughput"])
         if rls_rate != opts.rate:
             print(
-                f"Open loop at {rls_rate:g} req/s, RLS on vs off ({opts.rate:g} req/s is beyond "
-                "what Parley can serve here; see --rls-rate):",
+                f"Open loop at {rls_rate:g} req/s, RLS on vs off ({opts.rate:g} req/s is above "
+                f"{RLS_LOAD:.0%} of the lower Parley max throughput; see --rls-rate):",
                 flush=True,
             )
             parley = [t for t in targets if t.name != "bare"]
@@ -1062,6 +1064,11 @@ def run(opts: argparse.Namespace) -> int:
         return 2
     if opts.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
         print("bench: taskset or a second CPU is missing; running unpinned", file=sys.stderr)
+        opts.pin = False
+    if opts.pin and opts.workers > 1:
+        # Pinned to CPU 0, every worker would share that one CPU: a second worker could add
+        # nothing. Several workers run where the scheduler puts them, and so does the client.
+        print("bench: --workers above 1 runs unpinned", file=sys.stderr)
         opts.pin = False
     wrk = None if opts.max_client == "python" else shutil.which("wrk")
     if opts.max_client == "wrk" and wrk is None:
