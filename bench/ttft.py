@@ -28,8 +28,9 @@ Setup: a throwaway database (the real migrations, the app's login role, so row-l
 applies), one workspace on the "business" plan, an API key, the assistant without knowledge, and
 a second assistant whose knowledge base holds Parley's own documentation (docs/*.md), ingested
 with the local embedding model. Parley runs with the uvicorn settings of `parley api`
-(bench/serve.py, one worker), connected as the app role. Parley is pinned to CPU 0, the upstream
-and the load client (separate processes) to CPU 1; PostgreSQL is shared and not pinned.
+(bench/serve.py, one worker unless --workers says more), connected as the app role. With one
+worker, Parley is pinned to CPU 0, the upstream and the load client (separate processes) to
+CPU 1; with more, nothing is pinned. PostgreSQL is shared and not pinned.
 
 Phases, each preceded by a wait for a quiet machine:
 
@@ -568,7 +569,7 @@ class Tracer:
         from backend.llm.openai_provider import OpenAIChatProvider
 
         _wrap_async(openai_compat, "_assistant_named", "assistant_lookup", mark_in="handler")
-        _wrap_async(openai_compat, "end_request_transaction", "request_commit")
+        _wrap_async(openai_compat, "commit_reply", "request_commit")
         _wrap_async(
             openai_compat,
             "prepare_reply",
@@ -1343,8 +1344,7 @@ SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
     ("API-key auth, tenant context, body parsing", "start", "handler"),
     ("assistant lookup", "handler", "prepare_start"),
-    ("prepare_reply, in the request's transaction (below)", "prepare_start", "prepare_end"),
-    ("the commit, response start, role chunk sent", "prepare_end", "upstream_call"),
+    ("prepare_reply, until it calls the model (below)", "prepare_start", "upstream_call"),
     ("calling the upstream until it has the request", "upstream_call", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),
@@ -1622,7 +1622,9 @@ def _measure(
             target = Target(
                 "traced", "Parley, traced", "bench.ttft:create_traced_app", "/healthz", db.app_url
             )
-            rig.server = start_server(target, env, opts, work)
+            # One process: the tracer's figures live in the process that served the request.
+            one_worker = argparse.Namespace(**{**vars(opts), "workers": 1})
+            rig.server = start_server(target, env, one_worker, work)
             wait_ready(rig.server, {})
             traced = measure_traced(rig)
             stop_server(rig.server)
@@ -1646,7 +1648,10 @@ def run(opts: argparse.Namespace) -> int:
     if opts.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
         print("bench: taskset or a second CPU is missing; running unpinned", file=sys.stderr)
         opts.pin = False
-    opts.workers = 1
+    if opts.pin and opts.workers > 1:
+        # Pinned to CPU 0, every worker would share that one CPU; with several nothing is pinned.
+        print("bench: --workers above 1 runs unpinned", file=sys.stderr)
+        opts.pin = False
     from tests.standins.openai_chat import split_reply
 
     # The stand-in cuts the reply between words: the deltas it actually sends.
@@ -1725,7 +1730,7 @@ def run(opts: argparse.Namespace) -> int:
                 "other_phases": {"deltas": short_deltas, "token_delay_s": 0.0},
                 "reply_words": len(REPLY.split()),
             },
-            "uvicorn": {"workers": 1, "loop": loop, "http": http, "access_log": False},
+            "uvicorn": {"workers": opts.workers, "loop": loop, "http": http, "access_log": False},
             "pinned": {"parley_cpu": SERVER_CPU, "upstream_and_client_cpu": CLIENT_CPU}
             if opts.pin
             else None,
@@ -1764,6 +1769,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=GOAL_CONCURRENCY, help="concurrent client streams"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the concurrent phase")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers of Parley (above 1: nothing is pinned; the traced phase runs one)",
+    )
     parser.add_argument(
         "--duration", type=float, default=25.0, help="recorded seconds per concurrent round"
     )
