@@ -4,9 +4,10 @@ and usage.
 A reply runs in three short transactions, none of them open while the model is generating:
 1. `prepare_reply`: retrieval, the quota held, then the model called, then the question saved.
    The model server gets the request as soon as the quota is held: saving the question and the
-   commit happen while it works on its first token, not before it has the question. Only the
-   saves and the commit come after the hold, so its row lock lasts a few milliseconds. If the
-   transaction fails after all, the call is called off and nothing is charged;
+   commit wait until the request is written (at most SEND_WAIT_SECONDS), then happen while it
+   works on its first token. Only the sending, the saves and the commit come after the hold, so
+   its row lock lasts a few milliseconds. If the transaction fails after all, the call is
+   called off and nothing is charged;
 2. the stream itself, on no database connection;
 3. `ReplyRun.finish`: the answer saved, the usage ledger row written and the hold settled,
    together. A client that goes away mid-answer still gets this step (shielded from the
@@ -20,6 +21,7 @@ import contextlib
 import re
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ from backend.llm import (
     StreamEvent,
     TextDelta,
 )
+from backend.llm.sent import notifying
 from backend.llm.tokens import count_message_tokens, count_tokens
 from backend.models import (
     Assistant,
@@ -66,6 +69,10 @@ from backend.usage.plans import limits_of
 log = structlog.get_logger(__name__)
 
 HISTORY_MESSAGES = 20
+# How long a reply waits for its model request to be written before it commits anyway (with
+# the quota counter's row lock held meanwhile): enough for a kept-alive connection, not for a
+# new connection's TCP and TLS handshakes.
+SEND_WAIT_SECONDS = 0.005
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -107,8 +114,21 @@ class ModelCall:
     def __init__(self, provider: ChatProvider, request: ChatRequest) -> None:
         self.started = time.perf_counter()
         self._stream = provider.stream(request)
-        self._first: asyncio.Task[StreamEvent | None] = asyncio.ensure_future(self._pull())
+        self._sent = asyncio.Event()
+        self._first: asyncio.Task[StreamEvent | None] = asyncio.get_running_loop().create_task(
+            self._pull(), context=notifying(self._sent.set)
+        )
         self._handed_over = False
+
+    async def request_sent(self, at_most: float) -> None:
+        """Wait until the request is written to the model server's connection, or the call has
+        ended (an offline answer, an open circuit), but at most `at_most` seconds (a new
+        connection's handshake is not waited for)."""
+        waiter = asyncio.ensure_future(self._sent.wait())
+        try:
+            await asyncio.wait({waiter, self._first}, timeout=at_most, return_when=FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
 
     async def _pull(self) -> StreamEvent | None:
         try:
@@ -219,6 +239,10 @@ async def prepare_reply(
                 conversation.last_message_at = datetime.now(UTC)
                 conversation.title = conversation.title or content[:80]
             session.add(question)
+            if call is not None:
+                # The commit's own work, done on this event loop, would otherwise hold back
+                # sending the request: the model server gets it first.
+                await call.request_sent(SEND_WAIT_SECONDS)
     except BaseException:
         if call is not None:
             await call.call_off()

@@ -35,6 +35,7 @@ from openai.types.chat import (
 )
 
 from backend.llm.breaker import CircuitBreaker, endpoint_name
+from backend.llm.sent import request_sent
 from backend.llm.types import (
     ChatMessage,
     ChatRequest,
@@ -45,6 +46,8 @@ from backend.llm.types import (
 )
 
 MAX_RETRY_AFTER = 60.0  # seconds; a server asking for longer is not waited for beyond this
+# The SDK's own default connection limits (openai.DefaultAsyncHttpxClient).
+_CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 NO_KEY = "no-key"  # sent when the server needs no key: the SDK insists on one
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 
@@ -79,7 +82,11 @@ class OpenAIChatProvider:
         self._retry_base_delay = retry_base_delay
         self._retry_max_delay = retry_max_delay
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or NO_KEY, max_retries=0, timeout=timeout
+            base_url=base_url,
+            api_key=api_key or NO_KEY,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(transport=_TellsWhenSent()),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -268,6 +275,26 @@ class OpenAIChatProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+class _TellsWhenSent(httpx2.AsyncBaseTransport):
+    """The SDK's default transport, which also tells the calling task once a request's body is
+    written to the connection (backend.llm.sent), through the HTTP core's `trace` extension."""
+
+    def __init__(self) -> None:
+        self._transport = httpx2.AsyncHTTPTransport(limits=_CONNECTION_LIMITS)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.extensions = {**request.extensions, "trace": _trace}
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+async def _trace(event: str, info: Mapping[str, Any]) -> None:
+    if event.endswith("send_request_body.complete"):
+        request_sent()
 
 
 def _server_message(exc: openai.APIError) -> str:

@@ -7,19 +7,23 @@ as saving its question and waits there, so what happened before that point can b
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
-from backend.assistants.engine import prepare_reply
-from backend.db import unit_of_work
+from backend.assistants import engine
+from backend.assistants.engine import ModelCall, ReplyRun, prepare_reply
+from backend.db import get_engine, unit_of_work
+from backend.llm import ChatRequest, ProviderUnavailable, StreamEvent, TextDelta
+from backend.llm.sent import notifying as engine_notifying
 from backend.models import Message, MessageRole, QuotaCounter, QuotaReservation, UsageRecord
 from backend.tenancy.permissions import Permission
 from backend.usage.quota import PLAN_SCOPE
@@ -30,6 +34,7 @@ from tests.factories.assistants import create_assistant, open_conversation
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import make_workspace
 from tests.factories.workspaces import create_api_key
+from tests.llm.helpers import chat_request
 from tests.standins.openai_chat import ChatStandIn
 
 SATURDAY = "When does the shop open on Saturdays?"
@@ -205,3 +210,87 @@ async def _cancel(pid: int) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_question_is_saved_after_the_request_is_written(
+    client: AsyncClient,
+    handbook_kb: KnowledgeMaker,
+    chat_server: ChatStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit's own work runs on the same event loop as the model call: the reply waits for
+    the request to be written before it saves the question and commits."""
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    assert owner.tenant_id is not None
+    conversation = await open_conversation(client, owner, assistant["id"])
+    monkeypatch.setattr(engine, "SEND_WAIT_SECONDS", 5.0)  # no time limit can decide it here
+    chat_server.first_token_delay = 0.3
+    chat_server.reply = "At 10:00 [1]."
+    order: list[str] = []
+
+    def noting(callback: Callable[[], None]) -> contextvars.Context:
+        def sent() -> None:
+            order.append("request written")
+            callback()
+
+        return engine_notifying(sent)
+
+    def before_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO messages"):
+            order.append("question saved")
+
+    monkeypatch.setattr(engine, "notifying", noting)
+    sync_engine = get_engine().sync_engine
+    event.listen(sync_engine, "before_cursor_execute", before_execute)
+    try:
+        plan = await prepare_reply(owner.tenant_id, SATURDAY, conversation_id=conversation)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", before_execute)
+    assert order == ["request written", "question saved"]
+    run = ReplyRun(plan)
+    text = "".join([delta async for delta in run.deltas()])
+    await run.finish()
+    assert text == "At 10:00 [1]."
+
+
+class _Silent:
+    """A provider whose request never leaves: its stream waits until it is closed."""
+
+    name = "silent"
+    is_llm = True
+    model = "silent"
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        await asyncio.Event().wait()
+        yield TextDelta("never")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Refusing(_Silent):
+    """A provider that fails before sending anything, as an open circuit does."""
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        raise ProviderUnavailable("The circuit is open.")
+        yield TextDelta("never")
+
+
+async def test_waiting_for_a_request_that_never_leaves_is_bounded() -> None:
+    call = ModelCall(_Silent(), chat_request())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call.request_sent(0.05)
+    assert 0.04 <= loop.time() - started < 2.0
+    await call.call_off()
+
+
+async def test_a_call_that_ends_without_sending_is_not_waited_for() -> None:
+    call = ModelCall(_Refusing(), chat_request())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call.request_sent(5.0)
+    assert loop.time() - started < 2.0
+    with pytest.raises(ProviderUnavailable):
+        async for _ in call.events():
+            pass
