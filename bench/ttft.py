@@ -1358,7 +1358,7 @@ PREPARE_SPANS = (
     ("conversation", "new conversation: the assistant, the insert"),
     ("retrieval", "retrieval"),
     ("query_embedding", "  of which query embedding"),
-    ("workspace", "plan, provider settings, knowledge bases (if not read with the assistant)"),
+    ("workspace", "plan, provider settings and knowledge-base count (one statement)"),
     ("chat_client", "chat client construction (openai.AsyncOpenAI), blocking"),
     ("prompt_tokens", "prompt token count, blocking"),
     ("quota", "quota reservation"),

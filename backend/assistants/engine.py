@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Row, Select, func, select, update
+from sqlalchemy import Uuid, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants import prompt
@@ -61,8 +61,6 @@ from backend.models import (
     Message,
     MessageRole,
     MessageStatus,
-    Tenant,
-    TenantEmbeddingSettings,
     UnansweredQuestion,
 )
 from backend.usage import ledger, quota
@@ -80,14 +78,11 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 
 @dataclass(frozen=True)
 class NewConversation:
-    """A conversation to open together with its first message (OpenAI-compatible calls).
-    `workspace`, when the caller read it with the assistant (`assistants_with_workspace`), is
-    not read again."""
+    """A conversation to open together with its first message (OpenAI-compatible calls)."""
 
     assistant_id: uuid.UUID
     channel: Channel
     external_user_id: str | None = None
-    workspace: Workspace | None = None
 
 
 @dataclass
@@ -206,13 +201,12 @@ async def prepare_reply(
     call: ModelCall | None = None
     try:
         async with _transaction(tenant_id, session) as session:
-            conversation, assistant, workspace = await _conversation_and_assistant(
+            conversation, assistant = await _conversation_and_assistant(
                 session, tenant_id, conversation_id, new_conversation, content
             )
             if history is None:
                 history = [] if new_conversation else await _history(session, conversation.id)
-            if workspace is None:
-                workspace = await _workspace(session, tenant_id, assistant.id)
+            workspace = await _workspace(session, tenant_id, assistant.id)
             plan = await _plan(session, assistant, workspace, conversation, content, history)
             request = plan.request
             if temperature is not None or max_tokens is not None:
@@ -273,7 +267,7 @@ async def _conversation_and_assistant(
     conversation_id: uuid.UUID | None,
     new: NewConversation | None,
     content: str,
-) -> tuple[Conversation, Assistant, Workspace | None]:
+) -> tuple[Conversation, Assistant]:
     if new is not None:
         # From the session's identity map when the request has just loaded it: no query.
         assistant = await session.get(Assistant, new.assistant_id)
@@ -290,20 +284,18 @@ async def _conversation_and_assistant(
             last_message_at=datetime.now(UTC),
             meta={},
         )
-        return conversation, assistant, new.workspace
+        return conversation, assistant
     found = (
         await session.execute(
-            _with_workspace(
-                select(Conversation, Assistant)
-                .join(Assistant, Assistant.id == Conversation.assistant_id)
-                .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
-                .with_for_update(of=Conversation)
-            )
+            select(Conversation, Assistant)
+            .join(Assistant, Assistant.id == Conversation.assistant_id)
+            .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
+            .with_for_update(of=Conversation)
         )
     ).first()
     if found is None:
         raise NotFound("Conversation not found.")
-    return found[0], found[1], _workspace_of(found)
+    return found[0], found[1]
 
 
 async def _history(session: AsyncSession, conversation_id: uuid.UUID) -> list[ChatMessage]:
@@ -319,7 +311,7 @@ async def _history(session: AsyncSession, conversation_id: uuid.UUID) -> list[Ch
 
 
 @dataclass(frozen=True)
-class Workspace:
+class _Workspace:
     """What a reply needs to know of its workspace and assistant, read in one statement."""
 
     limits: PlanLimits
@@ -327,67 +319,31 @@ class Workspace:
     knowledge_bases: int
 
 
-def _with_workspace(statement: Select[Any]) -> Select[Any]:
-    """`statement`, which loads an assistant, also reading what `Workspace` holds: the same
-    reply needs no statement of its own for it (row-level security scopes every part)."""
-    knowledge_bases = (
-        select(func.count())
-        .select_from(AssistantKnowledgeBase)
-        .where(AssistantKnowledgeBase.assistant_id == Assistant.id)
-        .correlate(Assistant)
-        .scalar_subquery()
-    )
-    return (
-        statement.add_columns(
-            Tenant.plan,
-            TenantEmbeddingSettings.openai_base_url,
-            TenantEmbeddingSettings.openai_api_key_encrypted,
-            knowledge_bases,
-        )
-        .join(Tenant, Tenant.id == Assistant.tenant_id)
-        .outerjoin(
-            TenantEmbeddingSettings, TenantEmbeddingSettings.tenant_id == Assistant.tenant_id
-        )
-    )
-
-
-def _workspace_of(row: Row[Any]) -> Workspace:
-    """The Workspace of a row read through `_with_workspace` (its last four columns)."""
-    plan, base_url, key, knowledge_bases = tuple(row)[-4:]
-    return Workspace(
-        limits=limits_of(plan)[1],
-        endpoint=endpoint_of(base_url, key),
-        knowledge_bases=knowledge_bases,
-    )
-
-
-async def assistants_with_workspace(
-    session: AsyncSession, tenant_id: uuid.UUID, which: ColumnElement[bool], limit: int
-) -> list[tuple[Assistant, Workspace]]:
-    """Up to `limit` of the workspace's assistants that match `which`, oldest first, each with
-    its Workspace, in one statement."""
-    rows = await session.execute(
-        _with_workspace(select(Assistant).where(which, Assistant.tenant_id == tenant_id))
-        .order_by(Assistant.created_at, Assistant.id)
-        .limit(limit)
-    )
-    return [(row[0], _workspace_of(row)) for row in rows]
+_WORKSPACE = text(
+    "SELECT t.plan, s.openai_base_url, s.openai_api_key_encrypted, "
+    "(SELECT count(*) FROM assistant_knowledge_bases a WHERE a.assistant_id = :assistant) "
+    "FROM tenants t LEFT JOIN tenant_embedding_settings s ON s.tenant_id = t.id "
+    "WHERE t.id = :tenant"
+).bindparams(bindparam("tenant", type_=Uuid()), bindparam("assistant", type_=Uuid()))
 
 
 async def _workspace(
     session: AsyncSession, tenant_id: uuid.UUID, assistant_id: uuid.UUID
-) -> Workspace:
-    """The Workspace of an assistant whose caller did not read it (one statement)."""
-    [(_, workspace)] = await assistants_with_workspace(
-        session, tenant_id, Assistant.id == assistant_id, limit=1
+) -> _Workspace:
+    """The plan's limits, the workspace's own model endpoint and the assistant's number of
+    knowledge bases (row-level security scopes every part to the workspace)."""
+    row = (
+        await session.execute(_WORKSPACE, {"tenant": tenant_id, "assistant": assistant_id})
+    ).one()
+    return _Workspace(
+        limits=limits_of(row[0])[1], endpoint=endpoint_of(row[1], row[2]), knowledge_bases=row[3]
     )
-    return workspace
 
 
 async def _plan(
     session: AsyncSession,
     assistant: Assistant,
-    workspace: Workspace,
+    workspace: _Workspace,
     conversation: Conversation,
     content: str,
     history: list[ChatMessage],
@@ -522,7 +478,7 @@ def _citation(number: int, hit: SearchHit) -> dict[str, Any]:
 async def _reserve(
     session: AsyncSession,
     assistant: Assistant,
-    workspace: Workspace,
+    workspace: _Workspace,
     conversation: Conversation,
     plan: ReplyPlan,
 ) -> quota.Reservation:

@@ -24,8 +24,6 @@ from backend.assistants.engine import (
     NewConversation,
     ReplyResult,
     ReplyRun,
-    Workspace,
-    assistants_with_workspace,
     commit_reply,
     prepare_reply,
 )
@@ -76,15 +74,16 @@ class CompletionRequest(BaseModel):
     user: PlainText | None = Field(default=None, max_length=200)
 
 
-async def _assistant_named(
-    session: AsyncSession, ctx: TenantContext, model: str
-) -> tuple[Assistant, Workspace]:
-    """The assistant `model` names, with what the reply needs of its workspace."""
+async def _assistant_named(session: AsyncSession, ctx: TenantContext, model: str) -> Assistant:
     try:
         wanted = Assistant.id == uuid.UUID(model)
     except ValueError:
         wanted = Assistant.name == model
-    found = await assistants_with_workspace(session, ctx.tenant_id, wanted, limit=2)
+    found = list(
+        await session.scalars(
+            select(Assistant).where(wanted, Assistant.tenant_id == ctx.tenant_id).limit(2)
+        )
+    )
     if not found:
         raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
     if len(found) > 1:
@@ -112,12 +111,12 @@ async def chat_completions(
     body: CompletionRequest, ctx: Chat, session: SessionDep
 ) -> dict[str, Any] | StreamingResponse:
     """OpenAI's chat completions, answered by the assistant `model` names."""
-    assistant, workspace = await _assistant_named(session, ctx, body.model)
+    assistant = await _assistant_named(session, ctx, body.model)
     question, history = _question_and_history(body.messages)
     plan = await prepare_reply(
         ctx.tenant_id,
         question,
-        new_conversation=NewConversation(assistant.id, Channel.api, body.user, workspace),
+        new_conversation=NewConversation(assistant.id, Channel.api, body.user),
         history=history,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,

@@ -294,31 +294,3 @@ async def test_a_call_that_ends_without_sending_is_not_waited_for() -> None:
     with pytest.raises(ProviderUnavailable):
         async for _ in call.events():
             pass
-
-
-@ROUTES
-async def test_the_workspace_is_read_with_the_assistant(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, send: Send
-) -> None:
-    """The plan, the workspace's model endpoint and the knowledge-base count come in the
-    statement that loads the assistant (with its conversation), not in one of their own."""
-    owner, assistant = await _llm_assistant(client, handbook_kb)
-    chat_server.reply = "At 10:00 [1]."
-    statements: list[str] = []
-
-    def before_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    sync_engine = get_engine().sync_engine
-    event.listen(sync_engine, "before_cursor_execute", before_execute)
-    try:
-        response = await send(client, owner, assistant)
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", before_execute)
-    assert response.status_code == 200, response.text
-    assert "At 10:00 [1]." in response.text
-    reads = [s for s in statements if "tenant_embedding_settings" in s]
-    # Opening the REST conversation reads nothing of the kind; the reply reads it once, with
-    # the assistant.
-    assert len(reads) == 1
-    assert "FROM assistants" in reads[0] or "JOIN assistants" in reads[0]
