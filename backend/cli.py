@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging.config
+import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -339,19 +343,44 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run(
-        "backend.main:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        reload=args.reload,
-        workers=None if args.reload else settings.api_workers,
-        log_level=settings.log_level.lower(),
-        # Per-message compression costs CPU and memory per socket for small chat frames.
-        ws_per_message_deflate=False,
-        server_header=False,
-    )
+    workers = None if args.reload else settings.api_workers
+    with _shared_metrics(workers or 1):
+        uvicorn.run(
+            "backend.main:create_app",
+            factory=True,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            reload=args.reload,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            # Per-message compression costs CPU and memory per socket for small chat frames.
+            ws_per_message_deflate=False,
+            server_header=False,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """With several API processes, /metrics adds up all of theirs (backend/metrics.py): they
+    write them to files in PROMETHEUS_MULTIPROC_DIR. An operator's directory is emptied of
+    an earlier run's files first; without one, a temporary directory serves this run."""
+    if workers <= 1:
+        yield
+        return
+    from backend.metrics import MULTIPROCESS_DIR_ENV
+
+    given = os.environ.get(MULTIPROCESS_DIR_ENV)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="parley-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from backend import metrics
 from backend.apikeys.endpoints import router as api_keys_router
 from backend.assistants.conversations import feedback_router
 from backend.assistants.conversations import router as conversations_router
@@ -46,7 +48,12 @@ from backend.widget.socket import router as widget_socket_router
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     freeze_startup_objects()
+    sharing = asyncio.create_task(metrics.share_pool_gauges()) if metrics.multiprocess() else None
     yield
+    if sharing is not None:
+        sharing.cancel()
+        await asyncio.gather(sharing, return_exceptions=True)
+        metrics.process_exiting()
     unfreeze()
     await wait_for_replies()
     await close_hub()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -14,6 +13,7 @@ from pydantic import SecretStr
 
 from backend.config import EmailBackend, Settings
 from backend.email.senders import ConsoleSender, Email, SmtpSender, get_sender
+from tests.factories.ports import free_port
 
 
 class _Inbox:
@@ -25,17 +25,10 @@ class _Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[_Inbox, int]]:
     inbox = _Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield inbox, port

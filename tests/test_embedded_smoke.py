@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.factories.ports import free_port
+
 pytestmark = pytest.mark.slow
 
 READY_TIMEOUT = 120.0
 EXIT_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _child_env(data_dir: Path, port: int) -> dict[str, str]:
@@ -204,7 +199,7 @@ def _ask_the_demo_assistant(port: int, token: str, tenant: str) -> None:
 def _run_once(data_dir: Path, log: Path, exercise: Callable[[int, str], None] | None = None) -> str:
     """Start `parley run`, wait for /readyz, run `exercise(port, printed)`, press Ctrl-C;
     return what it printed."""
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "run"],

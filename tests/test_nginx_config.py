@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories.ports import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 PARLEY_CONF = REPO / "nginx" / "parley.conf"
 UPSTREAM_CONF = REPO / "nginx" / "upstream.conf"
@@ -137,12 +139,6 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for_port(port: int, process: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -160,7 +156,7 @@ def proxy(tmp_path: Path) -> Iterator[str]:
     """nginx running parley.conf on a free port, in front of the echo server."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     text = PARLEY_CONF.read_text()
     assert text.count(LISTEN) == 1
     web = tmp_path / "web"

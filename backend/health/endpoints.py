@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from backend.db import check_database
-from backend.metrics import REGISTRY
+from backend.metrics import latest
 from backend.redis import check_redis
 
 router = APIRouter(tags=["health"])
@@ -26,4 +26,4 @@ async def readyz() -> dict[str, str]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(latest(), media_type=CONTENT_TYPE_LATEST)
