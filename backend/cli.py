@@ -344,7 +344,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     workers = None if args.reload else settings.api_workers
-    with _shared_metrics(workers or 1):
+    with shared_metrics(workers or 1):
         uvicorn.run(
             "backend.main:create_app",
             factory=True,
@@ -361,7 +361,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _shared_metrics(workers: int) -> Iterator[None]:
+def shared_metrics(workers: int) -> Iterator[None]:
     """With several API processes, /metrics adds up all of theirs (backend/metrics.py): they
     write them to files in PROMETHEUS_MULTIPROC_DIR. An operator's directory is emptied of
     an earlier run's files first; without one, a temporary directory serves this run."""

@@ -5,7 +5,8 @@
 
 Every server in a benchmark goes through this one function, so Parley and the bare baseline run
 with identical settings: the same worker count, event loop and HTTP implementation, uvicorn's
-access log off, and the options `parley api` passes (no per-message deflate, no Server header).
+access log off, the options `parley api` passes (no per-message deflate, no Server header), and
+with several workers the shared metrics directory it sets up (backend/metrics.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from typing import Literal
 
 import uvicorn
+
+from backend.cli import shared_metrics
 
 LoopName = Literal["uvloop", "asyncio"]
 HttpName = Literal["httptools", "h11"]
@@ -54,19 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    uvicorn.run(
-        args.factory,
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop=args.loop,
-        http=args.http,
-        log_level=args.log_level,
-        access_log=False,
-        ws_per_message_deflate=False,
-        server_header=False,
-    )
+    with shared_metrics(args.workers):
+        uvicorn.run(
+            args.factory,
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop=args.loop,
+            http=args.http,
+            log_level=args.log_level,
+            access_log=False,
+            ws_per_message_deflate=False,
+            server_header=False,
+        )
     return 0
 
 
