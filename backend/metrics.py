@@ -12,10 +12,13 @@ import asyncio
 import os
 from collections.abc import Iterator
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+
+log = structlog.get_logger(__name__)
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # How often each process writes its pool gauges for the others' scrapes, in seconds.
@@ -102,7 +105,10 @@ def latest() -> bytes:
 async def share_pool_gauges() -> None:
     """Keep this process's pool gauges current for scrapes that another process answers."""
     while True:
-        write_pool_gauges()
+        try:
+            write_pool_gauges()
+        except Exception:  # a scrape shows the last values; the loop goes on
+            log.exception("pool_gauges_not_written")
         await asyncio.sleep(POOL_GAUGES_EVERY)
 
 
