@@ -71,9 +71,7 @@ log = structlog.get_logger(__name__)
 HISTORY_MESSAGES = 20
 # How long a reply waits for its model request to be written before it commits anyway (with
 # the quota counter's row lock held meanwhile): enough for a kept-alive connection, not for a
-# new connection's TCP and TLS handshakes. Requests sent through an HTTP proxy from the
-# environment (HTTPS_PROXY) are not signalled, so those replies wait the whole time; the model's
-# first token takes longer than that anyway.
+# new connection's TCP and TLS handshakes.
 SEND_WAIT_SECONDS = 0.005
 _CITE = re.compile(r"\[(\d{1,2})\]")
 

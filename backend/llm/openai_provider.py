@@ -46,8 +46,6 @@ from backend.llm.types import (
 )
 
 MAX_RETRY_AFTER = 60.0  # seconds; a server asking for longer is not waited for beyond this
-# The SDK's own default connection limits (openai.DefaultAsyncHttpxClient).
-_CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 NO_KEY = "no-key"  # sent when the server needs no key: the SDK insists on one
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 
@@ -86,7 +84,7 @@ class OpenAIChatProvider:
             api_key=api_key or NO_KEY,
             max_retries=0,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(transport=_TellsWhenSent()),
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [_traced]}),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -277,22 +275,14 @@ class OpenAIChatProvider:
         await self._client.close()
 
 
-class _TellsWhenSent(httpx2.AsyncBaseTransport):
-    """The SDK's default transport, which also tells the calling task once a request's body is
-    written to the connection (backend.llm.sent), through the HTTP core's `trace` extension."""
-
-    def __init__(self) -> None:
-        self._transport = httpx2.AsyncHTTPTransport(limits=_CONNECTION_LIMITS)
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        request.extensions = {**request.extensions, "trace": _trace}
-        return await self._transport.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
+async def _traced(request: httpx2.Request) -> None:
+    """A request hook: the HTTP core reports the request's progress to `_trace`, whichever
+    transport sends it (a proxy from the environment included)."""
+    request.extensions = {**request.extensions, "trace": _trace}
 
 
 async def _trace(event: str, info: Mapping[str, Any]) -> None:
+    # The body is written to the connection: tell the caller (backend.llm.sent).
     if event.endswith("send_request_body.complete"):
         request_sent()
 
