@@ -79,10 +79,14 @@ class DatabasePoolCollector(Collector):
 
 # One process: the pool is read at scrape time. Several: each process writes its own readings
 # (now and then, and when it answers a scrape), summed over the live processes.
-_POOL_SHARED = {
-    read: Gauge(name, doc, multiprocess_mode="livesum", registry=None)
-    for name, doc, read in _POOL_GAUGES
-}
+_POOL_SHARED = (
+    {
+        read: Gauge(name, doc, multiprocess_mode="livesum", registry=None)
+        for name, doc, read in _POOL_GAUGES
+    }
+    if _MULTIPROCESS
+    else {}
+)
 if not _MULTIPROCESS:
     REGISTRY.register(DatabasePoolCollector())
 
