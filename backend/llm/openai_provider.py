@@ -48,6 +48,8 @@ from backend.llm.types import (
 MAX_RETRY_AFTER = 60.0  # seconds; a server asking for longer is not waited for beyond this
 NO_KEY = "no-key"  # sent when the server needs no key: the SDK insists on one
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
+# How long the rest of a response after `[DONE]` is waited for (see _read_to_the_end).
+DRAIN_SECONDS = 0.5
 
 
 class OpenAIChatProvider:
@@ -159,8 +161,10 @@ class OpenAIChatProvider:
                 stream_cls=None,
             )
             try:
-                async for data in sse_data(raw.aiter_lines()):
+                lines = raw.aiter_lines()
+                async for data in sse_data(lines):
                     if data.startswith("[DONE]"):
+                        await _read_to_the_end(lines)
                         break
                     chunk = _chunk(data)
                     if "error" in chunk:
@@ -294,6 +298,17 @@ def _server_message(exc: openai.APIError) -> str:
         if isinstance(message, str) and message:
             return message
     return exc.message
+
+
+async def _read_to_the_end(lines: AsyncIterator[str]) -> None:
+    """Read what follows `[DONE]` (the end of the chunked body), so the connection goes back to
+    the pool: closing a response with unread bytes closes its connection, and the next reply
+    would wait for a new TCP and TLS handshake. A server that keeps the stream open after
+    `[DONE]` is given up on after DRAIN_SECONDS; its connection is then closed."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in lines:
+                pass
 
 
 async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -66,6 +66,34 @@ async def test_a_reply_cut_by_max_tokens_finishes_with_length(
     assert count_tokens(outcome.text) <= 4
 
 
+async def test_replies_in_a_row_reuse_one_connection(
+    chat_server: ChatStandIn, make_provider: ProviderFactory
+) -> None:
+    # A new connection per reply would cost a TCP (and, to a real provider, a TLS) handshake
+    # before every first token.
+    provider = make_provider()
+
+    outcomes = [await read_stream(provider, chat_request()) for _ in range(3)]
+
+    assert [o.text for o in outcomes] == [REPLY] * 3
+    assert len(chat_server.peers) == 3
+    assert len(set(chat_server.peers)) == 1
+
+
+async def test_a_server_that_keeps_the_stream_open_after_done_does_not_hold_the_reply(
+    chat_server: ChatStandIn, make_provider: ProviderFactory
+) -> None:
+    chat_server.linger_after_done = 30.0
+    started = time.monotonic()
+
+    outcome = await read_stream(make_provider(), chat_request())
+
+    assert outcome.error is None
+    assert outcome.text == REPLY
+    assert [f.finish_reason for f in outcome.finished] == ["stop"]
+    assert time.monotonic() - started < 5.0
+
+
 async def test_the_first_token_delay_is_observed(
     chat_server: ChatStandIn, make_provider: ProviderFactory
 ) -> None:

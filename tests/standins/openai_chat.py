@@ -130,7 +130,11 @@ class ChatStandIn:
         # Seconds before the first token, and between tokens; may be changed between requests.
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay
+        # Seconds the stream stays open after `data: [DONE]` before it ends (a lax server).
+        self.linger_after_done = 0.0
         self.requests: list[dict[str, Any]] = []
+        # The client's (host, port) of each request: one port per connection it opened.
+        self.peers: list[tuple[str, int]] = []
         self.hang_ups = 0
         self._failures: list[_Failure] = []
         self._runner: web.AppRunner | None = None
@@ -255,6 +259,9 @@ class ChatStandIn:
         if not isinstance(body, dict):
             return self._error(400, "The request body must be a JSON object.")
         self.requests.append(body)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer is not None:
+            self.peers.append((peer[0], peer[1]))
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._error(401, "Incorrect API key provided.", code="invalid_api_key")
         failure = self._failures.pop(0) if self._failures else None
@@ -370,6 +377,7 @@ class ChatStandIn:
         if include_usage:
             await _send(response, {**envelope, "choices": [], "usage": _usage(reply)})
         await response.write(b"data: [DONE]\n\n")
+        await self._pause(self.linger_after_done)
         await response.write_eof()
 
     async def _pause(self, seconds: float) -> None:
