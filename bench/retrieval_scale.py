@@ -34,6 +34,14 @@ What it does, in a database of its own (dropped at the end unless --keep):
    changes this benchmark suggests applied to the bench database or settings only; the order
    of the variants alternates round by round. Each variant also runs `--serial-queries`
    queries from one client, for the latency without queueing.
+6. Runs the raw baseline after each variant's queries (unless --no-raw): the same searches from
+   pgbench, whose C client costs almost nothing, so the figures are PostgreSQL's alone. Each
+   transaction is what Parley's unit of work sends (BEGIN, the tenant context, the search
+   function with the arguments vector_search would pass under the variant's settings,
+   COMMIT), as the app role, from as many clients. Each client first makes
+   max(--warmup, --queries) / --clients searches that are not recorded, so its server process
+   is as warm as it gets: a floor for Parley's figures. The queries are drawn at random from
+   the same set. PostgreSQL's CPU is read from the postmaster's exited children.
 
 Latency is measured per query around the whole unit of work: pool checkout, setting the
 tenant context, the size check (a count, unless the client process counted that knowledge base
@@ -55,7 +63,10 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
+import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +76,7 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import numpy as np
@@ -754,6 +766,174 @@ async def explain_plans(admin: str, plans: list[TenantPlan], exact_max: int) -> 
 # Reporting --------------------------------------------------------------------------------
 
 
+# Raw baseline: the same searches from pgbench, with no app code -------------------------
+
+RAW_TABLE = "bench_raw_queries"
+# One search as Parley's unit of work makes it (BEGIN, the tenant context, the search
+# function with the arguments vector_search passes, COMMIT), from pgbench's C client. Each
+# transaction picks one of the stored queries at random. pgbench reads ':name' as a variable,
+# even inside quotes, so the model name (which has a colon) comes from the table too.
+RAW_SCRIPT = """\\set n random(1, {count})
+BEGIN;
+SELECT set_config('app.tenant_id', (SELECT tenant_id FROM {table} WHERE n = :n::int), true);
+SELECT s.chunk_id FROM {table} b, LATERAL parley_vector_search(b.kb, b.model, b.q, b.lim,
+  b.dimension, b.ef_search, b.iterative) s WHERE b.n = :n::int;
+COMMIT;
+"""
+
+
+@dataclass
+class RawRun:
+    latencies_ms: list[float]
+    wall_s: float
+    transactions: int  # all of them, the warm-up ones included
+    server_cpu_s: float | None  # this database's server processes, the whole run
+    client_cpu_s: float  # pgbench itself, the whole run
+
+
+def pgbench_executable() -> str | None:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))
+    return str(candidates[-1]) if candidates else None
+
+
+async def store_raw_queries(
+    admin: str, queries: Sequence[Query], plans: list[TenantPlan], limit: int
+) -> int | None:
+    """The arguments Parley's vector_search would pass for each query, under the settings in
+    the environment now (a variant's). Returns the server's postmaster pid (None if the server
+    runs on another machine)."""
+    from backend.config import Settings
+
+    settings = Settings()
+    conn = await asyncpg.connect(_plain(admin))
+    try:
+        version = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        )
+        iterative = tuple(int(p) for p in str(version).split(".")[:2]) >= (0, 8)
+        await conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        await conn.execute(
+            f"CREATE TABLE {RAW_TABLE} (n integer PRIMARY KEY, tenant_id text, kb uuid, "
+            "model text, q text, lim integer, dimension integer, ef_search integer, "
+            "iterative boolean)"
+        )
+        rows = []
+        for n, query in enumerate(queries, start=1):
+            hnsw = plans[query.tenant].chunks > settings.exact_search_max_chunks
+            rows.append(
+                (
+                    n,
+                    str(query.tenant_id),
+                    query.kb_id,
+                    MODEL,
+                    "[" + ",".join(f"{x:.7g}" for x in query.vector) + "]",
+                    limit,
+                    DIMENSION if hnsw else None,
+                    max(settings.hnsw_ef_search, limit) if hnsw else None,
+                    iterative and hnsw,
+                )
+            )
+        await conn.copy_records_to_table(RAW_TABLE, records=rows)
+        await conn.execute(f'GRANT SELECT ON {RAW_TABLE} TO "{APP_USER}"')
+        # Read while this backend lives.
+        return _parent_pid(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return None
+
+
+def _reaped_children_cpu_s(pid: int) -> float | None:
+    """CPU seconds of the process's children that have exited (cutime + cstime): for the
+    postmaster, the backends of connections that have closed."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_raw(
+    executable: str,
+    app: str,
+    postmaster: int | None,
+    count: int,
+    clients: int,
+    per_client: int,
+    warmup_per_client: int,
+) -> RawRun:
+    """`clients` pgbench clients, each making warmup_per_client + per_client searches on one
+    connection; the first warmup_per_client of each are left out of the latencies. The server's
+    CPU is that of the backends pgbench connected to, which have exited by the end: the
+    postmaster's reaped children."""
+    url = urlsplit(_plain(app))
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-raw-") as tmp:
+        script = Path(tmp) / "search.sql"
+        script.write_text(RAW_SCRIPT.format(count=count, table=RAW_TABLE))
+        command = [
+            executable, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
+            "-U", url.username or "", "-n", "-M", "prepared", "-f", str(script),
+            "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
+            "-t", str(warmup_per_client + per_client), "-l", "--log-prefix", f"{tmp}/log",
+            DB_NAME,
+        ]  # fmt: skip
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_before = _reaped_children_cpu_s(postmaster) if postmaster else None
+        subprocess.run(command, check=True, capture_output=True, env=env, cwd=tmp)
+        server_after = _reaped_children_cpu_s(postmaster) if postmaster else None
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        measured: list[tuple[float, float]] = []  # (latency ms, completed at)
+        transactions = 0
+        for log in Path(tmp).glob("log*"):
+            for line in log.read_text().splitlines():
+                # client_id transaction_no latency_us script_no epoch_s epoch_us
+                fields = line.split()
+                transactions += 1
+                if int(fields[1]) >= warmup_per_client:
+                    measured.append((int(fields[2]) / 1000, int(fields[4]) + int(fields[5]) / 1e6))
+    server_cpu = None
+    if server_before is not None and server_after is not None:
+        server_cpu = server_after - server_before
+    first_start = min(end - ms / 1000 for ms, end in measured)
+    return RawRun(
+        latencies_ms=[ms for ms, _ in measured],
+        wall_s=max(end for _, end in measured) - first_start,
+        transactions=transactions,
+        server_cpu_s=server_cpu,
+        client_cpu_s=(after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime),
+    )
+
+
+def summarize_raw(runs: list[RawRun]) -> dict[str, Any]:
+    transactions = sum(r.transactions for r in runs)
+    wall = sum(r.wall_s for r in runs)
+    servers = [r.server_cpu_s for r in runs if r.server_cpu_s is not None]
+    latencies = [ms for r in runs for ms in r.latencies_ms]
+    return {
+        **latency(latencies),
+        "qps": round(len(latencies) / wall, 1) if wall > 0 else None,
+        # Per search, over the whole runs (warm-up included): pgbench's own CPU, and the CPU
+        # of its server processes.
+        "client_cpu_ms_per_query": round(sum(r.client_cpu_s for r in runs) / transactions * 1e3, 3),
+        "server_cpu_ms_per_query": (
+            round(sum(servers) / transactions * 1e3, 3) if len(servers) == len(runs) else None
+        ),
+    }
+
+
 def _percentile(ordered: Sequence[float], pct: float) -> float:
     rank = math.ceil(pct / 100 * len(ordered))
     return float(ordered[min(max(rank, 1), len(ordered)) - 1])
@@ -913,6 +1093,19 @@ def print_table(result: dict[str, Any]) -> None:
             f"{s['short_lists_limit']} below the {result['limit']} asked for; HNSW fallbacks "
             f"to exact {s['hnsw_fallbacks_to_exact']}"
         )
+    if result["raw"]:
+        print()
+        print(
+            f"  The same searches from {result['clients']} pgbench clients (no app code: "
+            "BEGIN, the tenant context, the search function, COMMIT):"
+        )
+        for variant, r in result["raw"].items():
+            print(
+                f"  {variant:<{width}}{r['queries']:>8} searches, {r['qps'] or 0:.0f} QPS, "
+                f"p50 {_ms(r['p50_ms'])} ms, p95 {_ms(r['p95_ms'])} ms, p99 "
+                f"{_ms(r['p99_ms'])} ms; CPU per search: PostgreSQL "
+                f"{r['server_cpu_ms_per_query']} ms, pgbench {r['client_cpu_ms_per_query']} ms"
+            )
     print()
     for goal, verdict in result["verdicts"].items():
         print(f"  {goal}: {verdict}")
@@ -1092,6 +1285,12 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="query a database kept by --keep (same sizes)"
     )
+    parser.add_argument(
+        "--no-raw",
+        dest="raw",
+        action="store_false",
+        help="skip the raw baseline (the same searches from pgbench, no app code)",
+    )
     args = parser.parse_args(argv)
     try:
         variants = [parse_variant(v.strip()) for v in args.variants.split(",") if v.strip()]
@@ -1131,6 +1330,10 @@ async def main(argv: list[str] | None = None) -> int:
         )
         concurrent_runs: dict[str, list[Run]] = {v.name: [] for v in variants}
         serial_runs: dict[str, list[Run]] = {v.name: [] for v in variants}
+        raw_runs: dict[str, list[RawRun]] = {v.name: [] for v in variants}
+        pgbench = pgbench_executable() if args.raw else None
+        if args.raw and pgbench is None:
+            print("pgbench was not found: no raw baseline")
         for round_number in range(args.rounds):
             order = variants if round_number % 2 == 0 else list(reversed(variants))
             for variant in order:
@@ -1145,6 +1348,21 @@ async def main(argv: list[str] | None = None) -> int:
                 if serial:
                     print(f"[{variant.name}] {len(serial):,} queries from 1 client ...")
                     serial_runs[variant.name].append(run_clients(serial, warmup[:50], 1, 1, limit))
+                if pgbench is not None:
+                    print(f"[{variant.name}] the same searches from {args.clients} pgbench clients")
+                    postmaster = await store_raw_queries(admin, queries, plans, limit)
+                    raw = run_raw(
+                        pgbench,
+                        app,
+                        postmaster,
+                        len(queries),
+                        args.clients,
+                        max(1, len(queries) // args.clients),
+                        # As warm as it gets: a floor for Parley's figures, not a rival.
+                        max(args.warmup, len(queries)) // args.clients,
+                    )
+                    print(f"  p95 {latency(raw.latencies_ms)['p95_ms']} ms")
+                    raw_runs[variant.name].append(raw)
         await apply_variant(admin, None)
         print("Computing exact answers for recall ...")
         truth_started = time.perf_counter()
@@ -1211,6 +1429,7 @@ async def main(argv: list[str] | None = None) -> int:
         "index": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in index.items()},
         "search": searches,
         "serial": serials,
+        "raw": {v: summarize_raw(runs) for v, runs in raw_runs.items() if runs},
         "exact_answers_s": round(truth_s, 1),
         "machine": machine(),
         "server": info,
