@@ -14,7 +14,13 @@ directly, alternating, in one run:
   parley    an assistant with provider "openai" and no knowledge base, asked through an API key
             with the `chat` scope: the path counts API-key auth, the tenant context, the
             assistant lookup, the new conversation, the question saved, the quota reserved, the
-            chat client, and relaying the stream.
+            chat client, and relaying the stream;
+  bare      the raw baseline (unless --no-bare): bench/bare_relay.py, a FastAPI app under the
+            same uvicorn settings and workers that sends the upstream Parley's body through the
+            `openai` SDK as Parley's provider does and passes the bytes on, with no auth,
+            database or parsing. Its own phases (direct vs bare) follow Parley's sequential
+            phase and each of its concurrent rounds. Its overhead is a floor for Parley's on
+            this machine: what uvicorn, FastAPI and the SDK cost before any of Parley's work.
 
 TTFT is the time from sending the request to receiving the first non-empty content delta (Parley
 sends an empty role chunk before it has asked the model; that one does not count). The client
@@ -65,6 +71,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import json
 import os
@@ -89,7 +96,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import database
+from bench import bare_relay, database
 from bench.api_overhead import (
     OTHER_LOAD_WARN_PCT,
     CpuMeter,
@@ -352,12 +359,14 @@ async def _one_request(
                 sample["error"] = f"HTTP {response.status}"
                 sample["detail"] = (await response.text())[:300]
             else:
+                # Read to the end of the body, [DONE] and all, as an SDK does: a response left
+                # unread closes its connection, and each request would open a new one.
                 async for line in response.content:
                     if not line.startswith(b"data: "):
                         continue
                     payload = line[6:].strip()
                     if payload == b"[DONE]":
-                        break
+                        continue
                     for choice in json.loads(payload).get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
                         if text:
@@ -993,6 +1002,7 @@ class Rig:
     work: Path
     direct_body: str = ""
     runs: int = 0
+    bare: Server | None = None  # the raw baseline (bench/bare_relay.py), unless --no-bare
 
     def parley(self, side: str, assistant_id: uuid.UUID) -> Endpoint:
         body = {
@@ -1009,6 +1019,23 @@ class Rig:
             },
             json.dumps(body),
         )
+
+    def relay(self) -> Endpoint:
+        """The bare relay, asked exactly as Parley is."""
+        if self.bare is None:
+            raise RuntimeError("the bare relay is not running")
+        endpoint = self.parley("bare", self.seeded.plain_id)
+        return dataclasses.replace(endpoint, url=f"http://127.0.0.1:{self.bare.port}{CHAT_PATH}")
+
+    def bare_phase(self, name: str, spec: dict[str, Any]) -> Phase:
+        """A phase against the bare relay, its CPU metered as Parley's server's would be."""
+        if self.bare is None:
+            raise RuntimeError("the bare relay is not running")
+        parley, self.server = self.server, self.bare
+        try:
+            return self.phase(name, spec)
+        finally:
+            self.server = parley
 
     def direct(self) -> Endpoint:
         return Endpoint(
@@ -1105,11 +1132,13 @@ def _long_shape(rig: Rig) -> None:
     set_shape(rig.upstream, rig.opts.first_token_delay, rig.opts.deltas, rig.opts.token_delay)
 
 
-def _concurrent_spec(rig: Rig, name: str, duration: float, warmup: float) -> dict[str, Any]:
+def _concurrent_spec(
+    rig: Rig, name: str, duration: float, warmup: float, other: Endpoint | None = None
+) -> dict[str, Any]:
     pair_seconds = 2 * _stream_seconds(rig.opts) + 0.2
     return client_spec(
         name,
-        [rig.direct(), rig.parley("parley", rig.seeded.plain_id)],
+        [rig.direct(), other or rig.parley("parley", rig.seeded.plain_id)],
         rig.upstream,
         concurrency=rig.opts.concurrency,
         warmup=max(warmup, pair_seconds),
@@ -1126,8 +1155,16 @@ def warm_up(rig: Rig, label: str) -> None:
     kb = rig.parley("kb", rig.seeded.kb_assistant_id)
     rig.client(client_spec("warm", [rig.direct(), plain], rig.upstream, pairs=0, warmup_pairs=20))
     rig.client(client_spec("warmkb", [plain, kb], rig.upstream, pairs=0, warmup_pairs=10))
+    if rig.bare is not None:
+        rig.client(
+            client_spec(
+                "warmb", [rig.direct(), rig.relay()], rig.upstream, pairs=0, warmup_pairs=20
+            )
+        )
     _long_shape(rig)
     rig.client(_concurrent_spec(rig, "warmc", 0.0, rig.opts.round_warmup))
+    if rig.bare is not None:
+        rig.client(_concurrent_spec(rig, "warmcb", 0.0, rig.opts.round_warmup, rig.relay()))
 
 
 def measure_main(rig: Rig) -> dict[str, Any]:
@@ -1142,18 +1179,36 @@ def measure_main(rig: Rig) -> dict[str, Any]:
         "seq", [rig.direct(), plain], rig.upstream, pairs=opts.sequential_pairs, warmup_pairs=5
     )
     phases["sequential"] = [rig.phase("sequential", spec)]
+    if rig.bare is not None:
+        print(f"Sequential: {opts.sequential_pairs} pairs, direct vs the bare relay", flush=True)
+        spec = client_spec(
+            "seqb",
+            [rig.direct(), rig.relay()],
+            rig.upstream,
+            pairs=opts.sequential_pairs,
+            warmup_pairs=5,
+        )
+        phases["sequential_bare"] = [rig.bare_phase("sequential, bare relay", spec)]
 
     print(
         f"Concurrent: {opts.concurrency} streams, {opts.rounds} rounds of {opts.duration:g} s",
         flush=True,
     )
     _long_shape(rig)
-    rounds = []
+    rounds, bare_rounds = [], []
     for number in range(1, opts.rounds + 1):
         print(f"  round {number}", flush=True)
         spec = _concurrent_spec(rig, f"conc{number}", opts.duration, opts.round_warmup)
         rounds.append(rig.phase(f"concurrent round {number}", spec))
+        if rig.bare is not None:
+            print(f"  round {number}, the bare relay", flush=True)
+            spec = _concurrent_spec(
+                rig, f"concb{number}", opts.duration, opts.round_warmup, rig.relay()
+            )
+            bare_rounds.append(rig.bare_phase(f"concurrent round {number}, bare relay", spec))
     phases["concurrent"] = rounds
+    if bare_rounds:
+        phases["concurrent_bare"] = bare_rounds
 
     print(f"Retrieval: {opts.retrieval_pairs} pairs, knowledge vs none, both Parley", flush=True)
     _short_shape(rig)
@@ -1415,7 +1470,9 @@ def breakdown(phase: Phase, side: str) -> dict[str, Any]:
     }
 
 
-def verdicts(concurrent: dict[str, Any], opts: argparse.Namespace) -> list[dict[str, Any]]:
+def verdicts(
+    concurrent: dict[str, Any], opts: argparse.Namespace, bare: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     errors = concurrent["parley"]["errors"] + concurrent["direct"]["errors"]
     at = f"at {opts.concurrency} concurrent streams"
     note = "" if opts.concurrency == GOAL_CONCURRENCY else f" (the goal: {GOAL_CONCURRENCY})"
@@ -1432,7 +1489,12 @@ def verdicts(concurrent: dict[str, Any], opts: argparse.Namespace) -> list[dict[
                 "detail": f"Parley {concurrent['parley'][f'{key}_ms']:.1f} ms - direct "
                 f"{concurrent['direct'][f'{key}_ms']:.1f} ms = {value:+.1f} ms (per-pair "
                 f"differences: {key} {paired:+.1f} ms; by round: {rounds}); "
-                f"{concurrent['paired_ms']['pairs']} pairs, {errors} errors",
+                f"{concurrent['paired_ms']['pairs']} pairs, {errors} errors"
+                + (
+                    f"; the bare relay in the same run: {bare['overhead_ms'][key]:+.1f} ms"
+                    if bare is not None
+                    else ""
+                ),
             }
         )
     return results
@@ -1476,8 +1538,9 @@ def comparison_rows(title: str, summary: dict[str, Any]) -> list[str]:
     )
     requests = [f"{x['requests']} ({x['errors']})" for x in (b, o)]
     lines.append(f"  {'requests recorded (errors)':<34}{requests[0]:>12}{requests[1]:>12}")
+    server = "The bare relay" if other == "bare" else "Parley"
     lines.append(
-        f"  Parley: {cpu['parley_requests_per_s']:.1f} req/s, server CPU "
+        f"  {server}: {cpu['parley_requests_per_s']:.1f} req/s, server CPU "
         f"{cpu['server_cpu_pct']:.0f}% of a core ({cpu['server_cpu_ms_per_parley_request']:.1f} "
         f"ms/request), its PostgreSQL {cpu['postgres_cpu_pct']:.0f}% "
         f"({cpu['postgres_cpu_ms_per_parley_request']:.1f} ms/request), upstream "
@@ -1546,6 +1609,16 @@ def render(report: dict[str, Any]) -> str:
     lines += comparison_rows(
         f"Concurrent ({report['settings']['concurrency']} streams)", main["concurrent"]
     )
+    if "sequential_bare" in main:
+        lines += comparison_rows(
+            "Raw baseline: the bare relay (bench/bare_relay.py), sequential",
+            main["sequential_bare"],
+        )
+    if "concurrent_bare" in main:
+        lines += comparison_rows(
+            f"Raw baseline: the bare relay, {report['settings']['concurrency']} streams",
+            main["concurrent_bare"],
+        )
     lines += comparison_rows("Retrieval (1 stream, knowledge vs none)", main["retrieval"])
     answers = report["answers"].get("retrieval", {})
     for name, stats in answers.items():
@@ -1615,8 +1688,13 @@ def _measure(
         rig = Rig(opts, db, upstream, server, seeded, work)
         wait_ready(server, {})
         rig.capture_direct_body()
+        if opts.bare:
+            rig.bare = start_bare_relay(rig, env)
         main = measure_main(rig)
         stop_server(server)
+        if rig.bare is not None:
+            stop_server(rig.bare)
+            rig.bare = None
         traced: dict[str, Any] = {}
         if opts.trace:
             target = Target(
@@ -1631,8 +1709,27 @@ def _measure(
     finally:
         if rig is not None:
             stop_server(rig.server)
+            if rig.bare is not None:
+                stop_server(rig.bare)
         stop_process(upstream.process)
     return main, traced, seeded
+
+
+def start_bare_relay(rig: Rig, env: dict[str, str]) -> Server:
+    """The raw baseline: bench/bare_relay.py with Parley's uvicorn settings and workers,
+    sending the upstream the body Parley sends it."""
+    body = rig.work / "relay-body.json"
+    body.write_text(rig.direct_body)
+    relay_env = {
+        **env,
+        bare_relay.UPSTREAM_ENV: rig.upstream.base_url,
+        bare_relay.KEY_ENV: UPSTREAM_KEY,
+        bare_relay.RELAY_BODY_ENV: str(body),
+    }
+    target = Target("bare", "Bare relay", "bench.bare_relay:create_app", "/healthz", None)
+    server = start_server(target, relay_env, rig.opts, rig.work)
+    wait_ready(server, {})
+    return server
 
 
 def run(opts: argparse.Namespace) -> int:
@@ -1692,6 +1789,9 @@ def run(opts: argparse.Namespace) -> int:
         "concurrent": summarize(main["concurrent"], "direct", "parley"),
         "retrieval": summarize(main["retrieval"], "parley", "kb"),
     }
+    for phase in ("sequential", "concurrent"):
+        if f"{phase}_bare" in main:
+            summaries[f"{phase}_bare"] = summarize(main[f"{phase}_bare"], "direct", "bare")
     traced_summary = {}
     if traced:
         traced_summary = {
@@ -1701,7 +1801,7 @@ def run(opts: argparse.Namespace) -> int:
                 traced["concurrent"], "parley"
             ),
         }
-    checked = verdicts(summaries["concurrent"], opts)
+    checked = verdicts(summaries["concurrent"], opts, summaries.get("concurrent_bare"))
     noisy = [
         f"{p.name}: other load {p.cpu['other_load_pct']:.0f}% of a core"
         for group in main.values()
@@ -1801,6 +1901,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-trace", dest="trace", action="store_false", help="skip the traced phases"
+    )
+    parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="skip the raw baseline (the bare relay, bench/bare_relay.py)",
     )
     parser.add_argument(
         "--first-token-delay",
