@@ -340,24 +340,45 @@ def _stop_children(children: list[_Child]) -> bool:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    serve(
+        "backend.main:create_app",
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=None if args.reload else settings.api_workers,
+        log_level=settings.log_level.lower(),
+        reload=args.reload,
+    )
+    return 0
+
+
+def serve(
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int | None,
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Run an app factory under uvicorn as `parley api` runs Parley, with several workers
+    sharing their metrics (see shared_metrics). `options` are more of uvicorn's (the
+    benchmarks choose the event loop and HTTP parser, and turn the access log off)."""
     import uvicorn
 
-    settings = get_settings()
-    workers = None if args.reload else settings.api_workers
     with shared_metrics(workers or 1):
         uvicorn.run(
-            "backend.main:create_app",
+            factory,
             factory=True,
-            host=args.host or settings.api_host,
-            port=args.port or settings.api_port,
-            reload=args.reload,
+            host=host,
+            port=port,
             workers=workers,
-            log_level=settings.log_level.lower(),
+            log_level=log_level,
             # Per-message compression costs CPU and memory per socket for small chat frames.
             ws_per_message_deflate=False,
             server_header=False,
+            **options,
         )
-    return 0
 
 
 @contextlib.contextmanager

@@ -5,8 +5,8 @@
 
 Every server in a benchmark goes through this one function, so Parley and the bare baseline run
 with identical settings: the same worker count, event loop and HTTP implementation, uvicorn's
-access log off, the options `parley api` passes (no per-message deflate, no Server header), and
-with several workers the shared metrics directory it sets up (backend/metrics.py).
+access log off, and the rest as `parley api` runs (`backend.cli.serve`, which both call: no
+per-message deflate, no Server header, with several workers the shared metrics directory).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import argparse
 import sys
 from typing import Literal
 
-import uvicorn
-
-from backend.cli import shared_metrics
+from backend.cli import serve
 
 LoopName = Literal["uvloop", "asyncio"]
 HttpName = Literal["httptools", "h11"]
@@ -57,20 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with shared_metrics(args.workers):
-        uvicorn.run(
-            args.factory,
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop=args.loop,
-            http=args.http,
-            log_level=args.log_level,
-            access_log=False,
-            ws_per_message_deflate=False,
-            server_header=False,
-        )
+    serve(
+        args.factory,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        loop=args.loop,
+        http=args.http,
+        access_log=False,
+    )
     return 0
 
 
