@@ -676,6 +676,8 @@ async def exact_answers(
     admin: str, queries: Sequence[Query], k: int, connections: int
 ) -> dict[int, list[str]]:
     """The exact top-k per query: the same filter as the app's search, no index on the order."""
+    from backend.knowledge.retrieval import vector_literal
+
     pending = list(queries)
     truth: dict[int, list[str]] = {}
 
@@ -686,7 +688,7 @@ async def exact_answers(
         try:
             while pending:
                 query = pending.pop()
-                literal = "[" + ",".join(f"{x:.7g}" for x in query.vector) + "]"
+                literal = vector_literal(query.vector)
                 rows = await conn.fetch(
                     "SELECT chunk_id FROM knowledge_chunk_embeddings "
                     "WHERE knowledge_base_id = $1 AND model = $2 "
@@ -709,13 +711,11 @@ async def explain_plans(admin: str, plans: list[TenantPlan], exact_max: int) -> 
     largest one searched exactly. The searches run inside `parley_vector_search`, so their plans
     come from auto_explain (loaded by the superuser, then SET ROLE to the app role), which sends
     them as notices."""
+    from backend.knowledge.retrieval import vector_literal
+
     rng = np.random.default_rng(7)
-    literal = (
-        "["
-        + ",".join(
-            f"{x:.7g}" for x in _unit_rows(rng.standard_normal((1, DIMENSION), dtype=np.float32))[0]
-        )
-        + "]"
+    literal = vector_literal(
+        [float(x) for x in _unit_rows(rng.standard_normal((1, DIMENSION), dtype=np.float32))[0]]
     )
     biggest = plans[0]
     exact = next((p for p in plans if p.chunks <= exact_max), plans[-1])
@@ -806,6 +806,7 @@ async def store_raw_queries(
     the environment now (a variant's). Returns the server's postmaster pid (None if the server
     runs on another machine)."""
     from backend.config import Settings
+    from backend.knowledge.retrieval import vector_literal
 
     settings = Settings()
     conn = await asyncpg.connect(_plain(admin))
@@ -829,7 +830,7 @@ async def store_raw_queries(
                     str(query.tenant_id),
                     query.kb_id,
                     MODEL,
-                    "[" + ",".join(f"{x:.7g}" for x in query.vector) + "]",
+                    vector_literal(query.vector),
                     limit,
                     DIMENSION if hnsw else None,
                     max(settings.hnsw_ef_search, limit) if hnsw else None,

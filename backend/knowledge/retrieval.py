@@ -159,7 +159,8 @@ def _fuse(
         candidate.score += weight / (RRF_K + rank)
 
 
-def _literal(vector: list[float]) -> str:
+def vector_literal(vector: list[float]) -> str:
+    """A vector in pgvector's text form, as searches send it."""
     return _literal_format(len(vector)) % tuple(vector)
 
 
@@ -179,7 +180,7 @@ async def vector_search(
     params = {
         "kb": kb.id,
         "model": kb.embedding_model,
-        "q": _literal(vector),
+        "q": vector_literal(vector),
         "n": limit,
         "dimension": None,
         "ef_search": None,
@@ -264,7 +265,7 @@ async def text_search(
             "query": query,
             "kb": kb.id,
             "n": limit,
-            "q": _literal(vector),
+            "q": vector_literal(vector),
             "model": kb.embedding_model,
         },
     )
