@@ -1052,6 +1052,21 @@ def _measure(
     return bench, facts
 
 
+def can_pin(opts: argparse.Namespace) -> bool:
+    """Whether to pin the servers to one CPU and the load client to another (--no-pin says no)."""
+    if not opts.pin:
+        return False
+    if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        print("bench: taskset or a second CPU is missing; running unpinned", file=sys.stderr)
+        return False
+    if opts.workers > 1:
+        # Pinned to CPU 0, every worker would share that one CPU: a second worker could add
+        # nothing. Several workers run where the scheduler puts them, and so does the client.
+        print("bench: --workers above 1 runs unpinned", file=sys.stderr)
+        return False
+    return True
+
+
 def run(opts: argparse.Namespace) -> int:
     admin_url = opts.admin_url or os.environ.get("PARLEY_TEST_ADMIN_DATABASE_URL")
     redis_url = opts.redis_url or os.environ.get("PARLEY_TEST_REDIS_URL")
@@ -1062,14 +1077,7 @@ def run(opts: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if opts.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        print("bench: taskset or a second CPU is missing; running unpinned", file=sys.stderr)
-        opts.pin = False
-    if opts.pin and opts.workers > 1:
-        # Pinned to CPU 0, every worker would share that one CPU: a second worker could add
-        # nothing. Several workers run where the scheduler puts them, and so does the client.
-        print("bench: --workers above 1 runs unpinned", file=sys.stderr)
-        opts.pin = False
+    opts.pin = can_pin(opts)
     wrk = None if opts.max_client == "python" else shutil.which("wrk")
     if opts.max_client == "wrk" and wrk is None:
         print("bench: wrk is not installed", file=sys.stderr)

@@ -77,7 +77,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -102,6 +101,7 @@ from bench.api_overhead import (
     CpuMeter,
     Server,
     Target,
+    can_pin,
     machine_info,
     server_env,
     start_server,
@@ -1742,13 +1742,7 @@ def run(opts: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if opts.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        print("bench: taskset or a second CPU is missing; running unpinned", file=sys.stderr)
-        opts.pin = False
-    if opts.pin and opts.workers > 1:
-        # Pinned to CPU 0, every worker would share that one CPU; with several nothing is pinned.
-        print("bench: --workers above 1 runs unpinned", file=sys.stderr)
-        opts.pin = False
+    opts.pin = can_pin(opts)
     from tests.standins.openai_chat import split_reply
 
     # The stand-in cuts the reply between words: the deltas it actually sends.
