@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from fastapi import Depends
 from sqlalchemy import event, text
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from backend.config import get_settings
-from backend.errors import ServiceUnavailable
+from backend.errors import AppError, InvalidValue, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -217,6 +218,74 @@ async def _set_config(session: AsyncSession, name: str, value: str) -> None:
     await session.execute(
         text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
     )
+
+
+# SQLSTATE class 22 (data exception): the input could not be stored as given, e.g. a NUL byte.
+_DATA_EXCEPTION_CLASS = "22"
+# Classes 40 (transaction rollback: a serialization failure, a deadlock) and 57 (operator
+# intervention: a cancelled statement, a server shutting down): the request may succeed if sent
+# again. The transaction that failed was rolled back.
+_TRY_AGAIN_CLASSES = ("40", "57")
+
+
+def database_failure(sqlstate: str | None, *, connection_lost: bool = False) -> AppError | None:
+    """What a failed statement means for the client, or None for a defect (a 500)."""
+    if connection_lost:
+        # Nothing was committed; the pool replaces the connection.
+        log.warning("database_connection_lost")
+        return ServiceUnavailable(
+            "The connection to the database was lost; try again.", headers={"Retry-After": "1"}
+        )
+    if sqlstate is not None and sqlstate.startswith(_TRY_AGAIN_CLASSES):
+        log.warning("database_request_interrupted", sqlstate=sqlstate)
+        return ServiceUnavailable(
+            "The database could not finish the request; try again.", headers={"Retry-After": "1"}
+        )
+    if sqlstate is not None and sqlstate.startswith(_DATA_EXCEPTION_CLASS):
+        return InvalidValue("A value in the request cannot be stored as given.")
+    return None
+
+
+class RawConnection:
+    """A pooled connection's asyncpg connection, in autocommit: each statement is a
+    transaction of its own. For hot paths whose work is one SQL function call, where the ORM's
+    session, BEGIN and COMMIT would cost more than the work. Errors come out as
+    `database_failure` describes them, as the handlers do for the ORM's."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self.lost = False
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        try:
+            return await self._connection.fetchrow(query, *args)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+            self.lost = True
+            failure = database_failure(None, connection_lost=True)
+            raise (failure or exc) from exc
+        except asyncpg.PostgresError as exc:
+            failure = database_failure(exc.sqlstate)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return None if row is None else row[0]
+
+
+@asynccontextmanager
+async def raw_connection() -> AsyncIterator[RawConnection]:
+    """A `RawConnection` from the engine's pool, given back (or discarded, if it broke) at
+    the end."""
+    async with get_engine().connect() as connection:
+        fairy = await connection.get_raw_connection()
+        raw = RawConnection(fairy.driver_connection)
+        try:
+            yield raw
+        finally:
+            if raw.lost:
+                await connection.invalidate()
 
 
 async def check_database() -> None:

@@ -40,6 +40,13 @@ class ValidationFailed(AppError):
     code = "validation_error"
 
 
+class InvalidValue(AppError):
+    """A value PostgreSQL refused to store as given (SQLSTATE class 22, e.g. a NUL byte)."""
+
+    status_code = 422
+    code = "invalid_value"
+
+
 class NotAuthenticated(AppError):
     status_code = 401
     code = "not_authenticated"

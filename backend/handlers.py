@@ -15,9 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.errors import AppError
+from backend.db import database_failure
+from backend.errors import AppError, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -79,14 +81,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-# SQLSTATE class 22 (data exception): the input could not be stored as given, e.g. a NUL byte.
-_DATA_EXCEPTION_CLASS = "22"
-# Classes 40 (transaction rollback: a serialization failure, a deadlock) and 57 (operator
-# intervention: a cancelled statement, a server shutting down): the request may succeed if sent
-# again. The transaction that failed was rolled back.
-_TRY_AGAIN_CLASSES = ("40", "57")
-
-
 def _sqlstate(exc: DBAPIError) -> str | None:
     original = exc.orig
     for attribute in ("sqlstate", "pgcode"):
@@ -98,37 +92,19 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)  # noqa: S101
-    if exc.connection_invalidated:
-        # The connection broke mid-request (the pool is refreshed); nothing was committed.
-        log.warning("database_connection_lost", exc_type=type(exc.orig).__name__)
-        return JSONResponse(
-            {
-                "error": "service_unavailable",
-                "detail": "The connection to the database was lost; try again.",
-            },
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-    state = _sqlstate(exc)
-    if state is not None and state.startswith(_TRY_AGAIN_CLASSES):
-        log.warning("database_request_interrupted", sqlstate=state)
-        return JSONResponse(
-            {
-                "error": "service_unavailable",
-                "detail": "The database could not finish the request; try again.",
-            },
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-    if state is not None and state.startswith(_DATA_EXCEPTION_CLASS):
-        return JSONResponse(
-            {
-                "error": "invalid_value",
-                "detail": "A value in the request cannot be stored as given.",
-            },
-            status_code=422,
-        )
-    return await _unexpected_error(request, exc)
+    failure = database_failure(_sqlstate(exc), connection_lost=exc.connection_invalidated)
+    if failure is None:
+        return await _unexpected_error(request, exc)
+    return await _app_error(request, failure)
+
+
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed busy for the pool's whole timeout: an overload.
+    log.warning("database_pool_exhausted")
+    busy = ServiceUnavailable(
+        "The database is busy; try again shortly.", headers={"Retry-After": "1"}
+    )
+    return await _app_error(request, busy)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -170,4 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _openai_shaped(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _openai_shaped(_http_error))
     app.add_exception_handler(DBAPIError, _openai_shaped(_database_error))
+    app.add_exception_handler(PoolTimeout, _openai_shaped(_pool_exhausted))
     app.add_exception_handler(Exception, _openai_shaped(_unexpected_error))

@@ -573,28 +573,26 @@ class Tracer:
         from sqlalchemy import event
 
         from backend.assistants import engine, openai_compat
-        from backend.db import get_engine
+        from backend.db import RawConnection, get_engine
         from backend.knowledge import retrieval
         from backend.llm.openai_provider import OpenAIChatProvider
 
-        _wrap_async(openai_compat, "_assistant_named", "assistant_lookup", mark_in="handler")
-        _wrap_async(openai_compat, "commit_reply", "request_commit")
         _wrap_async(
             openai_compat,
-            "prepare_reply",
+            "prepare_chat_reply",
             "prepare_reply",
             stage_in="prepare",
             stage_out="stream",
             mark_in="prepare_start",
             mark_out="prepare_end",
         )
-        _wrap_async(engine, "_conversation_and_assistant", "conversation")
+        _wrap_async(RawConnection, "fetchrow", "raw sql")
         _wrap_async(engine, "_retrieve", "retrieval")
         _wrap_async(retrieval, "_embed_query", "query_embedding")
-        _wrap_async(engine, "_workspace", "workspace")
+        _wrap_sync(engine, "context_entered", "context")
+        _wrap_sync(engine, "_assistant_of", "assistant")
         _wrap_sync(engine, "chat_provider_for", "chat_client")
         _wrap_sync(engine, "count_message_tokens", "prompt_tokens")
-        _wrap_async(engine, "_reserve", "quota")
         _wrap_async(engine.ReplyRun, "_finish", "finish", stage_in="finish")
 
         original_stream = OpenAIChatProvider.stream
@@ -1397,9 +1395,8 @@ def summarize(phases: list[Phase], base: str, other: str) -> dict[str, Any]:
 # Timeline of a traced request: consecutive segments from the client's send to its first token.
 SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
-    ("API-key auth, tenant context, body parsing", "start", "handler"),
-    ("assistant lookup", "handler", "prepare_start"),
-    ("prepare_reply, until it calls the model (below)", "prepare_start", "upstream_call"),
+    ("body parsing, until the reply is prepared", "start", "prepare_start"),
+    ("prepare_chat_reply, until it calls the model (below)", "prepare_start", "upstream_call"),
     ("calling the upstream until it has the request", "upstream_call", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),
@@ -1410,14 +1407,14 @@ DIRECT_SEGMENTS = (
     ("upstream's first token (fixed delay) to the client", "arrival", "first"),
 )
 PREPARE_SPANS = (
-    ("conversation", "new conversation: the assistant, the insert"),
+    ("raw sql", "the two statements (auth, assistant, workspace; quota hold and saves)"),
+    ("context", "tenant context from the first statement's row"),
+    ("assistant", "the assistant from its row"),
     ("retrieval", "retrieval"),
     ("query_embedding", "  of which query embedding"),
-    ("workspace", "plan, provider settings and knowledge-base count (one statement)"),
     ("chat_client", "chat client construction (openai.AsyncOpenAI), blocking"),
     ("prompt_tokens", "prompt token count, blocking"),
-    ("quota", "quota reservation"),
-    ("prepare sql", "  SQL statements of prepare_reply, summed"),
+    ("prepare sql", "  SQL statements sent through SQLAlchemy (retrieval)"),
 )
 
 
@@ -1575,7 +1572,7 @@ def breakdown_rows(title: str, b: dict[str, Any]) -> list[str]:
     lines = [f"{title} ({b['traced_requests']} traced requests), p50 / p95 ms:"]
     for label, v in b["segments_ms"].items():
         lines.append(f"  {label:<58}{_f(v['p50'], '.2f'):>9} /{_f(v['p95'], '.2f'):>8}")
-    lines.append("  inside prepare_reply:")
+    lines.append("  inside prepare_chat_reply:")
     for label, v in b["prepare_reply_ms"].items():
         lines.append(f"    {label:<56}{_f(v['p50'], '.2f'):>9} /{_f(v['p95'], '.2f'):>8}")
     if any(v["n"] for v in b["direct_segments_ms"].values()):

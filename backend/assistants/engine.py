@@ -12,12 +12,19 @@ A reply runs in three short transactions, none of them open while the model is g
 3. `ReplyRun.finish`: the answer saved, the usage ledger row written and the hold settled,
    together. A client that goes away mid-answer still gets this step (shielded from the
    cancellation), with the text generated so far.
+
+The OpenAI-compatible API's replies, each in a new conversation, take `prepare_chat_reply`
+instead of step 1: authentication, the assistant and its workspace in one SQL function call,
+then retrieval, then the quota hold, the conversation and the question in a second, each a
+transaction of its own that does not wait for the disk (the final step's durable commit covers
+them); only then is the model called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 import uuid
@@ -29,14 +36,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Uuid, bindparam, select, text, update
+from fastapi import Request
+from sqlalchemy import DateTime, Enum, Float, Uuid, bindparam, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants import prompt
 from backend.assistants.providers import chat_model_for, chat_provider_for
 from backend.config import PlanLimits, get_settings
-from backend.db import end_request_transaction, unit_of_work
-from backend.errors import NotFound
+from backend.db import end_request_transaction, raw_connection, unit_of_work
+from backend.errors import BadRequest, NotFound
 from backend.knowledge.providers import OpenAIEndpoint, endpoint_of
 from backend.knowledge.retrieval import SearchFailed, search
 from backend.knowledge.schemas import SearchHit
@@ -63,6 +71,13 @@ from backend.models import (
     MessageStatus,
     UnansweredQuestion,
 )
+from backend.tenancy.context import (
+    Credentials,
+    KeyCredentials,
+    MemberCredentials,
+    context_entered,
+)
+from backend.tenancy.permissions import Permission
 from backend.usage import ledger, quota
 from backend.usage.plans import limits_of
 
@@ -74,15 +89,6 @@ HISTORY_MESSAGES = 20
 # new connection's TCP and TLS handshakes.
 SEND_WAIT_SECONDS = 0.005
 _CITE = re.compile(r"\[(\d{1,2})\]")
-
-
-@dataclass(frozen=True)
-class NewConversation:
-    """A conversation to open together with its first message (OpenAI-compatible calls)."""
-
-    assistant_id: uuid.UUID
-    channel: Channel
-    external_user_id: str | None = None
 
 
 @dataclass
@@ -181,16 +187,13 @@ async def prepare_reply(
     tenant_id: uuid.UUID,
     content: str,
     *,
-    conversation_id: uuid.UUID | None = None,
-    new_conversation: NewConversation | None = None,
-    history: list[ChatMessage] | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
+    conversation_id: uuid.UUID,
     question_meta: dict[str, Any] | None = None,
     session: AsyncSession | None = None,
 ) -> ReplyPlan:
-    """Everything before generation, committed: raises QuotaExceeded (nothing saved) when a
-    limit is reached, NotFound for a conversation or assistant not in this workspace.
+    """Everything before generation of a reply in an existing conversation, committed:
+    raises QuotaExceeded (nothing saved) when a limit is reached, NotFound for a conversation
+    not in this workspace.
 
     An endpoint passes its request's `session` (scoped to `tenant_id`) and commits it right
     after, with `commit_reply(plan)`: one transaction and one pooled connection for the whole
@@ -202,42 +205,24 @@ async def prepare_reply(
     try:
         async with _transaction(tenant_id, session) as session:
             conversation, assistant = await _conversation_and_assistant(
-                session, tenant_id, conversation_id, new_conversation, content
+                session, tenant_id, conversation_id
             )
-            if history is None:
-                history = [] if new_conversation else await _history(session, conversation.id)
+            history = await _history(session, conversation.id)
             workspace = await _workspace(session, tenant_id, assistant.id)
             plan = await _plan(session, assistant, workspace, conversation, content, history)
-            request = plan.request
-            if temperature is not None or max_tokens is not None:
-                plan.request = ChatRequest(
-                    messages=request.messages,
-                    question=request.question,
-                    passages=request.passages,
-                    model=request.model,
-                    temperature=request.temperature if temperature is None else temperature,
-                    max_tokens=min(request.max_tokens, max_tokens or request.max_tokens),
-                    language=request.language,
-                )
-            question = Message(
-                id=uuid.uuid4(),
-                tenant_id=tenant_id,
-                conversation_id=conversation.id,
-                role=MessageRole.user,
-                content=content,
-                citations=[],
-                meta=question_meta or {},
+            question = _question(plan, conversation, content, question_meta)
+            plan.reservation = await quota.reserve(
+                session,
+                assistant.tenant_id,
+                _limits(assistant, workspace, conversation),
+                replies=1,
+                tokens=_tokens_to_hold(plan),
             )
-            plan.question_id, plan.question_message = question.id, question
-            plan.reservation = await _reserve(session, assistant, workspace, conversation, plan)
             if plan.provider is not None:
                 call = plan.call = ModelCall(plan.provider, plan.request)
             # Saved by the commit, while the model server works on the request.
-            if new_conversation is not None:
-                session.add(conversation)
-            else:
-                conversation.last_message_at = datetime.now(UTC)
-                conversation.title = conversation.title or content[:80]
+            conversation.last_message_at = datetime.now(UTC)
+            conversation.title = conversation.title or content[:80]
             session.add(question)
             if call is not None:
                 # The commit's own work, done on this event loop, would otherwise hold back
@@ -248,6 +233,134 @@ async def prepare_reply(
             await call.call_off()
         raise
     return plan
+
+
+_ENTER_CHAT = "SELECT * FROM parley_enter_chat($1, $2, $3, $4, $5)"
+_OPEN_CHAT_REPLY = (
+    "SELECT parley_open_chat_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+
+
+async def prepare_chat_reply(
+    credentials: Credentials,
+    request: Request,
+    model: str,
+    content: str,
+    *,
+    history: list[ChatMessage],
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    external_user_id: str | None = None,
+) -> ReplyPlan:
+    """`prepare_reply` for the OpenAI-compatible API: a new conversation with the assistant
+    `model` names (its id or its name), whose caller is authenticated here too.
+
+    Two statements before the model is called, each a SQL function in a transaction of its
+    own (migration e4a9c2f7b1d3): `parley_enter_chat` authenticates and reads the assistant and
+    its workspace; `parley_open_chat_reply` holds the quota and saves the conversation and the
+    question. Raises as `get_tenant_context` does for the credentials, Forbidden without the
+    `chat` permission, NotFound or BadRequest for a name that finds no or several assistants,
+    and QuotaExceeded (nothing saved) when a limit is reached."""
+    async with contextlib.AsyncExitStack() as connection:
+        db = await connection.enter_async_context(raw_connection())
+        assistant_id, name = _assistant_wanted(model)
+        key_hash = credentials.key_hash if isinstance(credentials, KeyCredentials) else None
+        member = credentials if isinstance(credentials, MemberCredentials) else None
+        found = await db.fetchrow(
+            _ENTER_CHAT,
+            key_hash,
+            member.user_id if member else None,
+            member.tenant_id if member else None,
+            assistant_id,
+            name,
+        )
+        context_entered(credentials, found, request).require(Permission.chat)
+        assert found is not None  # noqa: S101  (context_entered refuses a missing row)
+        if not found["assistant_count"]:
+            raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
+        if found["assistant_count"] > 1:
+            raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
+        # The engine's connections decode JSON (SQLAlchemy's asyncpg dialect sets the codec).
+        assistant = _assistant_of(found["assistant_row"])
+        workspace = _Workspace(
+            limits=limits_of(found["workspace_plan"])[1],
+            endpoint=endpoint_of(found["model_base_url"], found["model_api_key_encrypted"]),
+            knowledge_bases=found["assistant_knowledge_bases"],
+        )
+        if workspace.knowledge_bases:
+            # Retrieval takes a pooled connection of its own: this one goes back meanwhile, or
+            # concurrent replies could hold every connection while each waits for a second.
+            await connection.aclose()
+        conversation = Conversation(
+            id=uuid.uuid4(),
+            tenant_id=assistant.tenant_id,
+            assistant_id=assistant.id,
+            channel=Channel.api,
+            external_user_id=external_user_id,
+            title=content[:80],
+            meta={},
+        )
+        plan = await _plan(None, assistant, workspace, conversation, content, history)
+        plan.request = _overridden(plan.request, temperature, max_tokens)
+        question = _question(plan, conversation, content, None)
+        hold = quota.hold_for(
+            assistant.tenant_id,
+            _limits(assistant, workspace, conversation),
+            replies=1,
+            tokens=_tokens_to_hold(plan),
+        )
+        if workspace.knowledge_bases:
+            db = await connection.enter_async_context(raw_connection())
+        refused = await db.fetchval(
+            _OPEN_CHAT_REPLY,
+            assistant.tenant_id,
+            hold.reservation.id,
+            hold.counters,
+            hold.reservation.replies,
+            hold.reservation.tokens,
+            hold.expires_at,
+            conversation.id,
+            assistant.id,
+            conversation.channel.value,
+            conversation.external_user_id,
+            conversation.title,
+            question.id,
+            content,
+            json.dumps(question.meta),
+        )
+        if refused:
+            raise hold.refused(refused)
+        plan.reservation = hold.reservation
+    if plan.provider is not None:
+        plan.call = ModelCall(plan.provider, plan.request)
+    return plan
+
+
+def _assistant_wanted(model: str) -> tuple[uuid.UUID | None, str | None]:
+    """An assistant's id, or else its name."""
+    try:
+        return uuid.UUID(model), None
+    except ValueError:
+        return None, model
+
+
+def _assistant_of(row: dict[str, Any]) -> Assistant:
+    """A detached Assistant from its row as JSON (`to_jsonb`)."""
+    values: dict[str, Any] = {}
+    for attribute in inspect(Assistant).column_attrs:
+        column = attribute.columns[0]
+        value = row.get(column.name)
+        if value is not None:
+            if isinstance(column.type, Uuid):
+                value = uuid.UUID(value)
+            elif isinstance(column.type, DateTime):
+                value = datetime.fromisoformat(value)
+            elif isinstance(column.type, Enum) and column.type.enum_class is not None:
+                value = column.type.enum_class(value)
+            elif isinstance(column.type, Float):
+                value = float(value)
+        values[attribute.key] = value
+    return Assistant(**values)
 
 
 @asynccontextmanager
@@ -262,29 +375,8 @@ async def _transaction(
 
 
 async def _conversation_and_assistant(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    conversation_id: uuid.UUID | None,
-    new: NewConversation | None,
-    content: str,
+    session: AsyncSession, tenant_id: uuid.UUID, conversation_id: uuid.UUID
 ) -> tuple[Conversation, Assistant]:
-    if new is not None:
-        # From the session's identity map when the request has just loaded it: no query.
-        assistant = await session.get(Assistant, new.assistant_id)
-        if assistant is None or assistant.tenant_id != tenant_id:
-            raise NotFound("Assistant not found.")
-        # Added to the session once the model has been called (see prepare_reply).
-        conversation = Conversation(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            assistant_id=assistant.id,
-            channel=new.channel,
-            external_user_id=new.external_user_id,
-            title=content[:80],
-            last_message_at=datetime.now(UTC),
-            meta={},
-        )
-        return conversation, assistant
     found = (
         await session.execute(
             select(Conversation, Assistant)
@@ -341,7 +433,7 @@ async def _workspace(
 
 
 async def _plan(
-    session: AsyncSession,
+    session: AsyncSession | None,
     assistant: Assistant,
     workspace: _Workspace,
     conversation: Conversation,
@@ -350,9 +442,11 @@ async def _plan(
 ) -> ReplyPlan:
     settings = get_settings()
     started = time.perf_counter()
-    hits, kb_count, retrieval_error = (
-        await _retrieve(session, assistant, content) if workspace.knowledge_bases else ([], 0, None)
-    )
+    hits: list[SearchHit] = []
+    kb_count, retrieval_error = 0, None
+    if workspace.knowledge_bases:
+        async with _transaction(assistant.tenant_id, session) as reading:
+            hits, kb_count, retrieval_error = await _retrieve(reading, assistant, content)
     retrieval_ms = round((time.perf_counter() - started) * 1000, 2)
     passages = prompt.fit_passages(
         [_passage(i, hit) for i, hit in enumerate(hits, start=1)],
@@ -475,23 +569,60 @@ def _citation(number: int, hit: SearchHit) -> dict[str, Any]:
     }
 
 
-async def _reserve(
-    session: AsyncSession,
-    assistant: Assistant,
-    workspace: _Workspace,
-    conversation: Conversation,
+def _overridden(
+    request: ChatRequest, temperature: float | None, max_tokens: int | None
+) -> ChatRequest:
+    """The request with a caller's own temperature, and max_tokens (never above the
+    assistant's)."""
+    if temperature is None and max_tokens is None:
+        return request
+    return ChatRequest(
+        messages=request.messages,
+        question=request.question,
+        passages=request.passages,
+        model=request.model,
+        temperature=request.temperature if temperature is None else temperature,
+        max_tokens=min(request.max_tokens, max_tokens or request.max_tokens),
+        language=request.language,
+    )
+
+
+def _question(
     plan: ReplyPlan,
-) -> quota.Reservation:
+    conversation: Conversation,
+    content: str,
+    meta: dict[str, Any] | None,
+) -> Message:
+    question = Message(
+        id=uuid.uuid4(),
+        tenant_id=conversation.tenant_id,
+        conversation_id=conversation.id,
+        role=MessageRole.user,
+        content=content,
+        citations=[],
+        meta=meta or {},
+    )
+    plan.question_id, plan.question_message = question.id, question
+    return question
+
+
+def _limits(
+    assistant: Assistant, workspace: _Workspace, conversation: Conversation
+) -> list[quota.Limit]:
     wanted = [quota.month_limit(workspace.limits)]
     if assistant.visitor_daily_message_cap is not None:
         visitor = conversation.external_user_id or f"conversation:{conversation.id}"
         wanted.append(
             quota.visitor_day_limit(assistant.id, visitor, assistant.visitor_daily_message_cap)
         )
-    # The most this reply can use: its prompt and a full-length answer. Settled to the actual.
+    return wanted
+
+
+def _tokens_to_hold(plan: ReplyPlan) -> int:
+    """The most this reply can use: its prompt and a full-length answer. Settled to the
+    actual."""
     asks_model = plan.provider is not None and plan.provider.is_llm
-    tokens = plan.prompt_tokens + plan.request.max_tokens if asks_model else 0
-    return await quota.reserve(session, assistant.tenant_id, wanted, replies=1, tokens=tokens)
+    return plan.prompt_tokens + plan.request.max_tokens if asks_model else 0
 
 
 class ReplyRun:

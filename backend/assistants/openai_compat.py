@@ -14,30 +14,22 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.assistants.engine import (
-    NewConversation,
-    ReplyResult,
-    ReplyRun,
-    commit_reply,
-    prepare_reply,
-)
+from backend.assistants.engine import ReplyResult, ReplyRun, prepare_chat_reply
 from backend.db import SessionDep
-from backend.errors import BadRequest, NotFound, ValidationFailed
+from backend.errors import ValidationFailed
 from backend.kit.sse import SSE_HEADERS, sse_event
 from backend.kit.text import PlainText
 from backend.llm import ChatMessage
-from backend.models import Assistant, Channel
-from backend.tenancy.context import TenantContext, require
+from backend.models import Assistant
+from backend.tenancy.context import TenantContext, TenantHeader, credentials_of, require
 from backend.tenancy.permissions import Permission
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-Chat = Annotated[TenantContext, Depends(require(Permission.chat))]
 Read = Annotated[TenantContext, Depends(require(Permission.assistants_read))]
 
 
@@ -74,23 +66,6 @@ class CompletionRequest(BaseModel):
     user: PlainText | None = Field(default=None, max_length=200)
 
 
-async def _assistant_named(session: AsyncSession, ctx: TenantContext, model: str) -> Assistant:
-    try:
-        wanted = Assistant.id == uuid.UUID(model)
-    except ValueError:
-        wanted = Assistant.name == model
-    found = list(
-        await session.scalars(
-            select(Assistant).where(wanted, Assistant.tenant_id == ctx.tenant_id).limit(2)
-        )
-    )
-    if not found:
-        raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
-    if len(found) > 1:
-        raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
-    return found[0]
-
-
 def _question_and_history(messages: list[CompletionMessage]) -> tuple[str, list[ChatMessage]]:
     last = messages[-1]
     if last.role != "user" or not last.text().strip():
@@ -108,21 +83,22 @@ def _question_and_history(messages: list[CompletionMessage]) -> tuple[str, list[
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: CompletionRequest, ctx: Chat, session: SessionDep
+    body: CompletionRequest, request: Request, x_parley_tenant: TenantHeader = None
 ) -> dict[str, Any] | StreamingResponse:
-    """OpenAI's chat completions, answered by the assistant `model` names."""
-    assistant = await _assistant_named(session, ctx, body.model)
+    """OpenAI's chat completions, answered by the assistant `model` names. Needs the `chat`
+    permission: an API key with that scope, or a member's access token and workspace."""
     question, history = _question_and_history(body.messages)
-    plan = await prepare_reply(
-        ctx.tenant_id,
+    # Authenticates too: the caller, the assistant and the quota in two database statements.
+    plan = await prepare_chat_reply(
+        credentials_of(request, x_parley_tenant),
+        request,
+        body.model,
         question,
-        new_conversation=NewConversation(assistant.id, Channel.api, body.user),
         history=history,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        session=session,
+        external_user_id=body.user,
     )
-    await commit_reply(plan)
     run = ReplyRun(plan)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:

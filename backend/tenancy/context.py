@@ -7,10 +7,10 @@ transaction's `app.tenant_id`, so row-level security and the context always agre
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, NewType
+from typing import Annotated, Any, NewType
 
 import jwt
 from fastapi import Depends, Header, Request
@@ -55,6 +55,15 @@ class TenantContext:
             raise Forbidden(f"This action needs the '{permission.value}' permission.")
 
 
+TenantHeader = Annotated[
+    str | None,
+    Header(
+        alias=TENANT_HEADER,
+        description="The workspace to act in (dashboard users). API keys imply it.",
+    ),
+]
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -71,21 +80,29 @@ def _parse_tenant_header(value: str | None) -> uuid.UUID:
 
 
 async def _context_from_api_key(
-    session: AsyncSession, token: str, request: Request
+    session: AsyncSession, key_hash: str, request: Request
 ) -> TenantContext:
     # One call reveals the key whose hash we know and makes its workspace the transaction's
     # (migration 5b1e0c9d7f42); a revoked key's request ends right here.
-    key = (await session.scalars(_ENTER_WITH_API_KEY, {"key_hash": hash_token(token)})).first()
+    key = (await session.scalars(_ENTER_WITH_API_KEY, {"key_hash": key_hash})).first()
     if key is None or key.revoked_at is not None:
-        raise NotAuthenticated("The API key is not valid or was revoked.")
+        raise NotAuthenticated(_BAD_KEY)
     now = datetime.now(UTC)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
-    permissions = frozenset(Permission(s) for s in key.scopes if s in API_KEY_SCOPES)
+    return _key_context(key.tenant_id, key.id, key.scopes, request)
+
+
+_BAD_KEY = "The API key is not valid or was revoked."
+
+
+def _key_context(
+    tenant_id: uuid.UUID, key_id: uuid.UUID, scopes: list[str], request: Request
+) -> TenantContext:
     return TenantContext(
-        tenant_id=TenantId(key.tenant_id),
-        permissions=permissions,
-        api_key_id=key.id,
+        tenant_id=TenantId(tenant_id),
+        permissions=frozenset(Permission(s) for s in scopes if s in API_KEY_SCOPES),
+        api_key_id=key_id,
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
@@ -120,7 +137,12 @@ async def _context_from_member(
     ).first()
     if found is None:
         raise NotAuthenticated()  # a valid token of an account that no longer exists
-    role, active = found
+    return _member_context(user_id, tenant_id, found[0], found[1], request)
+
+
+def _member_context(
+    user_id: uuid.UUID, tenant_id: uuid.UUID, role: str | None, active: bool, request: Request
+) -> TenantContext:
     if role is None:
         raise NotFound("Workspace not found, or you are not a member of it.")
     if not active:
@@ -148,20 +170,65 @@ def _bind_log_context(ctx: TenantContext) -> TenantContext:
 async def get_tenant_context(
     request: Request,
     session: SessionDep,
-    x_parley_tenant: Annotated[
-        str | None,
-        Header(
-            alias=TENANT_HEADER,
-            description="The workspace to act in (dashboard users). API keys imply it.",
-        ),
-    ] = None,
+    x_parley_tenant: TenantHeader = None,
 ) -> TenantContext:
+    credentials = credentials_of(request, x_parley_tenant)
+    if isinstance(credentials, KeyCredentials):
+        ctx = await _context_from_api_key(session, credentials.key_hash, request)
+    else:
+        ctx = await _context_from_member(
+            session, credentials.user_id, credentials.tenant_id, request
+        )
+    return _bind_log_context(ctx)
+
+
+@dataclass(frozen=True)
+class KeyCredentials:
+    """A request's API key, as its hash: not yet checked against the database."""
+
+    key_hash: str
+
+
+@dataclass(frozen=True)
+class MemberCredentials:
+    """A signed-in account (its access token checked) and the workspace it asks for: the
+    membership not yet checked against the database."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+Credentials = KeyCredentials | MemberCredentials
+
+
+def credentials_of(request: Request, tenant_header: str | None) -> Credentials:
     token = _bearer(request)
     if token is not None and token.startswith(API_KEY_PREFIX):
-        return _bind_log_context(await _context_from_api_key(session, token, request))
-    user_id = _user_id_from_access_token(token)
-    tenant_id = _parse_tenant_header(x_parley_tenant)
-    return _bind_log_context(await _context_from_member(session, user_id, tenant_id, request))
+        return KeyCredentials(hash_token(token))
+    return MemberCredentials(_user_id_from_access_token(token), _parse_tenant_header(tenant_header))
+
+
+def context_entered(
+    credentials: Credentials, found: Mapping[str, Any] | None, request: Request
+) -> TenantContext:
+    """The context a database function confirmed for `credentials` (`parley_enter_chat`: no
+    row for an unknown or revoked key or an unknown account; `member_role` and
+    `account_active` for an account), refused as `get_tenant_context` refuses."""
+    if isinstance(credentials, KeyCredentials):
+        if found is None:
+            raise NotAuthenticated(_BAD_KEY)
+        ctx = _key_context(found["workspace_id"], found["key_id"], found["key_scopes"], request)
+    else:
+        if found is None:
+            raise NotAuthenticated()  # a valid token of an account that no longer exists
+        ctx = _member_context(
+            credentials.user_id,
+            credentials.tenant_id,
+            found["member_role"],
+            found["account_active"],
+            request,
+        )
+    return _bind_log_context(ctx)
 
 
 TenantContextDep = Annotated[TenantContext, Depends(get_tenant_context)]

@@ -1,10 +1,12 @@
 """Quotas: reserve before generating, settle after, so concurrent replies cannot overspend.
 
-A reservation raises the `*_reserved` columns of every counter it touches in one transaction,
-each with an upsert whose WHERE clause checks the limit against used + reserved + asked. The row
-lock serializes concurrent reservations of one counter, and PostgreSQL checks the WHERE clause
-of ON CONFLICT DO UPDATE on the locked row's newest version, so at the edge of a quota exactly as
-many requests win as fit. Settling moves the actual use into `*_used` and releases the rest.
+A reservation raises the `*_reserved` columns of every counter it touches in one statement, a
+call of the SQL function `parley_hold_quota`: an upsert per counter, whose WHERE clause checks
+the limit against used + reserved + asked. The row lock serializes concurrent reservations of
+one counter, and PostgreSQL checks the WHERE clause of ON CONFLICT DO UPDATE on the locked
+row's newest version, so at the edge of a quota exactly as many requests win as fit. A counter
+without room gives back what the call held on the counters before it: a refused reservation
+holds nothing. Settling moves the actual use into `*_used` and releases the rest.
 
 Counters are reserved in a fixed order (by scope), so two reservations never deadlock.
 """
@@ -105,34 +107,13 @@ def visitor_day_limit(
     )
 
 
-# One statement per counter: a period's first reservation creates the counter holding it, any
-# later one raises the held amounts on the locked row, and either only if the limit has room
-# (no row comes back when it has none).
-_UPSERT = """
-    INSERT INTO quota_counters AS c (id, tenant_id, scope, period_start,
-                                     replies_used, replies_reserved, tokens_used, tokens_reserved)
-    SELECT gen_random_uuid(), CAST(:tenant AS uuid), CAST(:scope AS text),
-           CAST(:period AS date), 0, CAST(:replies AS bigint), 0, CAST(:tokens AS bigint)
-    WHERE (CAST(:replies_limit AS bigint) IS NULL OR :replies <= :replies_limit)
-      AND (CAST(:tokens_limit AS bigint) IS NULL OR :tokens <= :tokens_limit)
-    ON CONFLICT (tenant_id, scope, period_start) DO UPDATE
-    SET replies_reserved = c.replies_reserved + EXCLUDED.replies_reserved,
-        tokens_reserved = c.tokens_reserved + EXCLUDED.tokens_reserved
-    WHERE (CAST(:replies_limit AS bigint) IS NULL
-           OR c.replies_used + c.replies_reserved + EXCLUDED.replies_reserved <= :replies_limit)
-      AND (CAST(:tokens_limit AS bigint) IS NULL
-           OR c.tokens_used + c.tokens_reserved + EXCLUDED.tokens_reserved <= :tokens_limit)
-    """
-_RESERVE = text(_UPSERT + " RETURNING 1")
-# The last counter's statement also records the reservation, if that counter had room: one
-# round trip for the usual reply, which has the plan's counter only.
-_RESERVE_AND_RECORD = text(
-    f"WITH held AS ({_UPSERT} RETURNING 1)"  # noqa: S608 (constant text, no input)
-    " INSERT INTO quota_reservations (id, tenant_id, counters, replies, tokens, expires_at)"
-    " SELECT CAST(:id AS uuid), CAST(:tenant AS uuid), CAST(:counters AS jsonb),"
-    "        CAST(:replies AS integer), CAST(:tokens_held AS bigint),"
-    "        CAST(:expires_at AS timestamptz)"
-    " FROM held RETURNING id"
+# Holds a reply on every counter, in order, or on none, and records the reservation (migration
+# e4a9c2f7b1d3). A period's first hold creates its counter; a later one raises the held amounts
+# on the locked row, and either only if the limit has room. It answers 0, or the number of the
+# first counter that had none.
+_HOLD = text(
+    "SELECT parley_hold_quota(:tenant, :id, CAST(:counters AS jsonb), :replies, :tokens,"
+    " :expires_at)"
 )
 _SETTLE = text(
     "UPDATE quota_counters"
@@ -144,6 +125,44 @@ _SETTLE = text(
 )
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A reservation about to be made: what `parley_hold_quota` (and the functions that call
+    it) take, besides the tenant."""
+
+    reservation: Reservation
+    counters: str  # JSON: the counters in locking order, with their limits and tokens
+    expires_at: datetime
+
+    def refused(self, number: int) -> QuotaExceeded:
+        """The refusal for the function's answer `number` (1 for the first counter)."""
+        return refusal(self.reservation.limits[number - 1])
+
+
+def hold_for(tenant_id: uuid.UUID, limits: list[Limit], *, replies: int, tokens: int) -> Hold:
+    """`replies` and `tokens` to hold on every limit (tokens on the plan's counter only), in a
+    fixed order (by scope), so that two reservations never deadlock."""
+    if not limits:
+        raise ValueError("a reservation holds at least one limit")
+    ordered = tuple(sorted(limits, key=lambda limit: (limit.scope, limit.period_start)))
+    counters = [
+        {
+            "scope": limit.scope,
+            "period": limit.period_start.isoformat(),
+            "replies_limit": limit.replies,
+            "tokens_limit": limit.tokens,
+            "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
+        }
+        for limit in ordered
+    ]
+    ttl = timedelta(seconds=get_settings().quota_reservation_ttl_seconds)
+    return Hold(
+        reservation=Reservation(uuid.uuid4(), tenant_id, ordered, replies, tokens),
+        counters=json.dumps(counters),
+        expires_at=datetime.now(UTC) + ttl,
+    )
+
+
 async def reserve(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -153,42 +172,27 @@ async def reserve(
     tokens: int = 0,
 ) -> Reservation:
     """Hold `replies` and `tokens` on every limit, or raise QuotaExceeded naming the first
-    limit that has no room. Call it in a transaction of its own: the caller commits it at once,
-    so the hold is visible to every other request while the reply is generated."""
-    if not limits:
-        raise ValueError("a reservation holds at least one limit")
-    ordered = sorted(limits, key=lambda limit: (limit.scope, limit.period_start))
-    reservation_id = uuid.uuid4()
-    ttl = timedelta(seconds=get_settings().quota_reservation_ttl_seconds)
-    record = {
-        "id": reservation_id,
-        "counters": json.dumps(
-            [[limit.scope, limit.period_start.isoformat()] for limit in ordered]
-        ),
-        "tokens_held": tokens,
-        "expires_at": datetime.now(UTC) + ttl,
-    }
-    for number, limit in enumerate(ordered, start=1):
-        last = number == len(ordered)
-        held = await session.execute(
-            _RESERVE_AND_RECORD if last else _RESERVE,
-            {
-                "tenant": tenant_id,
-                "scope": limit.scope,
-                "period": limit.period_start,
-                "replies": replies,
-                "tokens": tokens if limit.scope == PLAN_SCOPE else 0,
-                "replies_limit": limit.replies,
-                "tokens_limit": limit.tokens,
-                **(record if last else {}),
-            },
-        )
-        if held.first() is None:
-            raise _refusal(limit)
-    return Reservation(reservation_id, tenant_id, tuple(ordered), replies, tokens)
+    limit that has no room (nothing is held then). Call it in a transaction of its own: the
+    caller commits it at once, so the hold is visible to every other request while the reply
+    is generated."""
+    hold = hold_for(tenant_id, limits, replies=replies, tokens=tokens)
+    refused = await session.scalar(
+        _HOLD,
+        {
+            "tenant": tenant_id,
+            "id": hold.reservation.id,
+            "counters": hold.counters,
+            "replies": replies,
+            "tokens": tokens,
+            "expires_at": hold.expires_at,
+        },
+    )
+    if refused:
+        raise hold.refused(refused)
+    return hold.reservation
 
 
-def _refusal(limit: Limit) -> QuotaExceeded:
+def refusal(limit: Limit) -> QuotaExceeded:
     when = limit.resets_at.strftime("%Y-%m-%d %H:%M UTC")
     if limit.scope == PLAN_SCOPE:
         return QuotaExceeded(

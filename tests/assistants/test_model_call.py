@@ -1,6 +1,9 @@
 """The model is asked as soon as the quota is held: the question is saved while the model server
 works on it. A reply whose transaction then fails calls the model off and charges nothing.
 
+The OpenAI-compatible API saves its question together with the hold, in one statement that
+commits without waiting for the disk, and asks the model after it: a failure there asks no model.
+
 A SHARE lock on `messages`, held by the test, stops every insert into it: the reply gets as far
 as saving its question and waits there, so what happened before that point can be checked."""
 
@@ -40,7 +43,7 @@ from tests.standins.openai_chat import ChatStandIn
 SATURDAY = "When does the shop open on Saturdays?"
 WAITING_INSERT = (
     "SELECT pid FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock' "
-    "AND query LIKE 'INSERT INTO messages %'"
+    "AND (query LIKE 'INSERT INTO messages %' OR query LIKE 'SELECT parley_open_chat_reply(%')"
 )
 
 NOTHING_KEPT = {
@@ -50,8 +53,6 @@ NOTHING_KEPT = {
     "replies_used": 0,
     "replies_reserved": 0,
 }
-
-Send = Callable[[AsyncClient, Account, dict[str, Any]], Awaitable[Response]]
 
 
 async def _send_rest(client: AsyncClient, owner: Account, assistant: dict[str, Any]) -> Response:
@@ -70,9 +71,6 @@ async def _send_openai(client: AsyncClient, owner: Account, assistant: dict[str,
         json={"model": assistant["id"], "messages": [{"role": "user", "content": SATURDAY}]},
         headers={"Authorization": f"Bearer {key.key}"},
     )
-
-
-ROUTES = pytest.mark.parametrize("send", [_send_rest, _send_openai], ids=["rest", "openai"])
 
 
 @asynccontextmanager
@@ -135,40 +133,70 @@ async def _llm_assistant(client: AsyncClient, kb: KnowledgeMaker) -> tuple[Accou
     return owner, assistant
 
 
-@ROUTES
 async def test_the_model_has_the_question_before_it_is_saved(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, send: Send
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
 ) -> None:
     owner, assistant = await _llm_assistant(client, handbook_kb)
     chat_server.reply = "At 10:00 [1]."
     async with _messages_locked() as waiting_insert:
-        asking = asyncio.ensure_future(send(client, owner, assistant))
+        asking = asyncio.ensure_future(_send_rest(client, owner, assistant))
         # The model has the question while the reply still waits to save it.
         assert await _eventually(waiting_insert)
         await _eventually(lambda: _true(chat_server.request_count == 1))
         assert not asking.done()
     response = await asking
     assert response.status_code == 200, response.text
-    body = response.json()
-    text = body["answer"]["content"] if "answer" in body else body["choices"][0]["message"]
-    assert "At 10:00 [1]." in str(text)
-    assert await _saved(owner) == {
-        "questions": 1,
-        "holds": 0,
-        "reply_usage_rows": 1,
-        "replies_used": 1,
-        "replies_reserved": 0,
-    }
+    assert response.json()["answer"]["content"] == "At 10:00 [1]."
+    assert await _saved(owner) == ANSWERED
 
 
-@ROUTES
+ANSWERED = {
+    "questions": 1,
+    "holds": 0,
+    "reply_usage_rows": 1,
+    "replies_used": 1,
+    "replies_reserved": 0,
+}
+
+
+async def test_an_openai_reply_saves_its_question_and_hold_before_asking_the_model(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
+) -> None:
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    chat_server.reply = "At 10:00 [1]."
+    async with _messages_locked() as waiting_insert:
+        asking = asyncio.ensure_future(_send_openai(client, owner, assistant))
+        assert await _eventually(waiting_insert)
+        await asyncio.sleep(0.2)
+        assert chat_server.request_count == 0
+        assert not asking.done()
+    response = await asking
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "At 10:00 [1]."
+    assert chat_server.request_count == 1
+    assert await _saved(owner) == ANSWERED
+
+
+async def test_an_openai_reply_whose_statement_fails_asks_no_model_and_keeps_nothing(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
+) -> None:
+    owner, assistant = await _llm_assistant(client, handbook_kb)
+    async with _messages_locked() as waiting_insert:
+        asking = asyncio.ensure_future(_send_openai(client, owner, assistant))
+        await _cancel(await _eventually(waiting_insert))  # the statement fails as a whole
+        response = await asking
+    assert_error(response, 503, "service_unavailable")
+    assert chat_server.request_count == 0
+    assert await _saved(owner) == NOTHING_KEPT
+
+
 async def test_a_reply_whose_transaction_fails_calls_the_model_off(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, send: Send
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
 ) -> None:
     owner, assistant = await _llm_assistant(client, handbook_kb)
     chat_server.first_token_delay = 2.0
     async with _messages_locked() as waiting_insert:
-        asking = asyncio.ensure_future(send(client, owner, assistant))
+        asking = asyncio.ensure_future(_send_rest(client, owner, assistant))
         pid = await _eventually(waiting_insert)
         await _eventually(lambda: _true(chat_server.request_count == 1))
         await _cancel(pid)  # the question's insert fails

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from backend.db import unit_of_work
 from backend.models import Message, QuotaCounter, QuotaReservation, UsageRecord
+from backend.tenancy.permissions import Permission
 from backend.usage import quota
 from backend.usage.tasks import release_stale_reservations
 from tests.assistants.fixtures import KnowledgeMaker, PlanSetter, limits
@@ -19,6 +20,7 @@ from tests.factories.accounts import Account
 from tests.factories.assistants import ask, create_assistant, open_conversation
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import make_workspace
+from tests.factories.workspaces import create_api_key
 
 QUESTION = "When does the shop open on Saturdays?"
 
@@ -38,23 +40,36 @@ async def _count(owner: Account, model: type[UsageRecord] | type[Message]) -> in
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@pytest.mark.parametrize("route", ["rest", "openai"])
 async def test_200_concurrent_requests_at_the_edge_cannot_overspend(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, put_on_plan: PlanSetter
+    client: AsyncClient, handbook_kb: KnowledgeMaker, put_on_plan: PlanSetter, route: str
 ) -> None:
+    """Through the REST API (the quota held in the request's transaction) and through the
+    OpenAI-compatible one (held, with the conversation and question, in one SQL call)."""
     owner = await make_workspace()
     kb_id = await handbook_kb(owner)
     assistant = await create_assistant(client, owner, knowledge_base_ids=[kb_id])
     conversations = [await open_conversation(client, owner, assistant["id"]) for _ in range(10)]
+    key = await create_api_key(client, owner, [Permission.chat])
     allowed = 25
     await put_on_plan(owner, limits(replies=allowed))
     messages_before = await _count(owner, Message)
 
+    q = QUESTION
+
     async def send(i: int) -> int:
-        response = await client.post(
-            f"/api/v1/conversations/{conversations[i % 10]}/messages",
-            json={"content": QUESTION},
-            headers=owner.headers(),
-        )
+        if route == "rest":
+            response = await client.post(
+                f"/api/v1/conversations/{conversations[i % 10]}/messages",
+                json={"content": QUESTION},
+                headers=owner.headers(),
+            )
+        else:
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"model": assistant["id"], "messages": [{"role": "user", "content": q}]},
+                headers={"Authorization": f"Bearer {key.key}"},
+            )
         if response.status_code == 402:
             assert_error(response, 402, "quota_exceeded")
         return response.status_code
@@ -126,11 +141,15 @@ async def test_a_reservation_fails_as_a_whole(put_on_plan: PlanSetter) -> None:
     await put_on_plan(owner, limits(replies=10))
     plan = quota.month_limit(limits(replies=10))
     visitor = quota.visitor_day_limit(uuid.uuid4(), "v", cap=0)
-    with pytest.raises(quota.VisitorCapReached):
-        async with unit_of_work(tenant_id=owner.tenant_id) as session:
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        with pytest.raises(quota.VisitorCapReached):
             await quota.reserve(session, owner.tenant_id, [plan, visitor])
+        # The transaction goes on and commits: the refused call itself gave its hold back.
     counter = await _plan_counter(owner)
-    assert counter is None or counter.replies_reserved == 0
+    assert counter is not None
+    assert (counter.replies_reserved, counter.tokens_reserved) == (0, 0)
+    async with unit_of_work(tenant_id=owner.tenant_id) as session:
+        assert await session.scalar(select(func.count()).select_from(QuotaReservation)) == 0
 
 
 async def test_a_reservation_records_what_it_holds() -> None:

@@ -1180,7 +1180,8 @@ export interface paths {
         put?: never;
         /**
          * Chat Completions
-         * @description OpenAI's chat completions, answered by the assistant `model` names.
+         * @description OpenAI's chat completions, answered by the assistant `model` names. Needs the `chat`
+         *     permission: an API key with that scope, or a member's access token and workspace.
          */
         post: operations["chat_completions_v1_chat_completions_post"];
         delete?: never;
