@@ -543,7 +543,7 @@ def _wrap_async(
     setattr(owner, name, timed)
 
 
-def _wrap_sync(owner: Any, name: str, span: str) -> None:
+def _wrap_sync(owner: Any, name: str, span: str, *, mark_in: str | None = None) -> None:
     """Replace `owner.name` (a plain function, so blocking the event loop) by a timed one."""
     original: Callable[..., Any] = getattr(owner, name)
 
@@ -553,6 +553,8 @@ def _wrap_sync(owner: Any, name: str, span: str) -> None:
         if trace is None:
             return original(*args, **kwargs)
         started = now()
+        if mark_in:
+            trace.marks.setdefault(mark_in, started)
         try:
             return original(*args, **kwargs)
         finally:
@@ -586,6 +588,7 @@ class Tracer:
             mark_in="prepare_start",
             mark_out="prepare_end",
         )
+        _wrap_sync(openai_compat, "_question_and_history", "question", mark_in="handler")
         _wrap_async(RawConnection, "fetchrow", "raw sql")
         _wrap_async(engine, "_retrieve", "retrieval")
         _wrap_async(retrieval, "_embed_query", "query_embedding")
@@ -1395,7 +1398,8 @@ def summarize(phases: list[Phase], base: str, other: str) -> dict[str, Any]:
 # Timeline of a traced request: consecutive segments from the client's send to its first token.
 SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
-    ("body parsing, until the reply is prepared", "start", "prepare_start"),
+    ("middleware, routing, reading and validating the body", "start", "handler"),
+    ("the handler until the reply is prepared", "handler", "prepare_start"),
     ("prepare_chat_reply, until it calls the model (below)", "prepare_start", "upstream_call"),
     ("calling the upstream until it has the request", "upstream_call", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),

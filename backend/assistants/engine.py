@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import time
 import uuid
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -346,21 +347,34 @@ def _assistant_wanted(model: str) -> tuple[uuid.UUID | None, str | None]:
 
 def _assistant_of(row: dict[str, Any]) -> Assistant:
     """A detached Assistant from its row as JSON (`to_jsonb`)."""
-    values: dict[str, Any] = {}
+    values = {
+        key: None if (value := row.get(name)) is None else convert(value)
+        for key, name, convert in _assistant_columns()
+    }
+    return Assistant(**values)
+
+
+@functools.cache
+def _assistant_columns() -> list[tuple[str, str, Callable[[Any], Any]]]:
+    """(attribute, column, how to read its JSON value) for every column of Assistant."""
+    columns: list[tuple[str, str, Callable[[Any], Any]]] = []
     for attribute in inspect(Assistant).column_attrs:
         column = attribute.columns[0]
-        value = row.get(column.name)
-        if value is not None:
-            if isinstance(column.type, Uuid):
-                value = uuid.UUID(value)
-            elif isinstance(column.type, DateTime):
-                value = datetime.fromisoformat(value)
-            elif isinstance(column.type, Enum) and column.type.enum_class is not None:
-                value = column.type.enum_class(value)
-            elif isinstance(column.type, Float):
-                value = float(value)
-        values[attribute.key] = value
-    return Assistant(**values)
+        convert: Callable[[Any], Any] = _as_is
+        if isinstance(column.type, Uuid):
+            convert = uuid.UUID
+        elif isinstance(column.type, DateTime):
+            convert = datetime.fromisoformat
+        elif isinstance(column.type, Enum) and column.type.enum_class is not None:
+            convert = column.type.enum_class
+        elif isinstance(column.type, Float):
+            convert = float
+        columns.append((attribute.key, column.name, convert))
+    return columns
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 @asynccontextmanager

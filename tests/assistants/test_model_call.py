@@ -322,3 +322,26 @@ async def test_a_call_that_ends_without_sending_is_not_waited_for() -> None:
     with pytest.raises(ProviderUnavailable):
         async for _ in call.events():
             pass
+
+
+async def test_an_openai_reply_cancelled_mid_statement_leaves_no_busy_connection(
+    client: AsyncClient, chat_server: ChatStandIn
+) -> None:
+    """A request task cancelled while its statement waits (a server shutting down): the pool
+    stays usable, every connection it hands out next answers."""
+    owner = await make_workspace()
+    assistant = await create_assistant(client, owner)
+    key = await create_api_key(client, owner, [Permission.chat])
+    body = {"model": assistant["id"], "messages": [{"role": "user", "content": SATURDAY}]}
+    headers = {"Authorization": f"Bearer {key.key}"}
+    async with _messages_locked() as waiting_insert:
+        asking = asyncio.ensure_future(
+            client.post("/v1/chat/completions", json=body, headers=headers)
+        )
+        await _eventually(waiting_insert)
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+    pool_size = get_engine().pool.size()  # type: ignore[attr-defined]
+    for _ in range(pool_size + 2):  # every pooled connection is handed out at least once
+        answered = await client.post("/v1/chat/completions", json=body, headers=headers)
+        assert answered.status_code == 200, answered.text

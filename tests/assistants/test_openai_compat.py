@@ -149,3 +149,32 @@ async def test_the_user_field_is_the_visitor_of_the_daily_cap(
     assert "resets" in body["detail"]
     assert capped.headers["retry-after"]
     assert (await _complete(client, headers, assistant["id"], user="bob")).status_code == 200
+
+
+async def test_hostile_names_and_questions_get_clear_4xx_answers(client: AsyncClient) -> None:
+    """Values that reach the SQL functions as parameters, never as SQL: quotes, NUL bytes,
+    over-long names, and a question that PostgreSQL cannot store."""
+    owner = await make_workspace()
+    headers = await _key_headers(client, owner)
+    assistant = await create_assistant(client, owner, name="Plain")
+
+    injected = await _complete(client, headers, "Plain' OR '1'='1")
+    assert "No assistant is called" in assert_error(injected, 404, "not_found")["detail"]
+    assert_error(await _complete(client, headers, "x" * 201), 422)
+    assert_error(await _complete(client, headers, "Pla\x00in"), 422)
+    nul_question = await client.post(
+        "/v1/chat/completions",
+        json={"model": assistant["id"], "messages": [{"role": "user", "content": "Hi\x00"}]},
+        headers=headers,
+    )
+    assert_error(nul_question, 422)
+    for messages in ([], [{"role": "assistant", "content": "Hi"}], [{"role": "user"}]):
+        refused = await client.post(
+            "/v1/chat/completions",
+            json={"model": assistant["id"], "messages": messages},
+            headers=headers,
+        )
+        assert_error(refused, 422)
+    # Nothing of the refused calls was kept.
+    listed = await client.get("/api/v1/conversations", headers=owner.headers())
+    assert listed.json()["items"] == []
