@@ -118,12 +118,15 @@ class ModelCall:
     in a task of its own, so the request reaches the model server while the reply's rows are
     saved; `events()` then hands over the stream from the start."""
 
-    def __init__(self, provider: ChatProvider, request: ChatRequest) -> None:
+    def __init__(
+        self, provider: ChatProvider, request: ChatRequest, *, gate: asyncio.Event | None = None
+    ) -> None:
+        """With a `gate`, the request is built at once but sent only once the gate is set."""
         self.started = time.perf_counter()
         self._stream = provider.stream(request)
         self._sent = asyncio.Event()
         self._first: asyncio.Task[StreamEvent | None] = asyncio.get_running_loop().create_task(
-            self._pull(), context=notifying(self._sent.set)
+            self._pull(), context=notifying(self._sent.set, gate)
         )
         self._handed_over = False
 
@@ -312,28 +315,36 @@ async def prepare_chat_reply(
         )
         if workspace.knowledge_bases:
             db = await connection.enter_async_context(raw_connection())
-        refused = await db.fetchval(
-            _OPEN_CHAT_REPLY,
-            assistant.tenant_id,
-            hold.reservation.id,
-            hold.counters,
-            hold.reservation.replies,
-            hold.reservation.tokens,
-            hold.expires_at,
-            conversation.id,
-            assistant.id,
-            conversation.channel.value,
-            conversation.external_user_id,
-            conversation.title,
-            question.id,
-            content,
-            json.dumps(question.meta),
-        )
-        if refused:
-            raise hold.refused(refused)
+        # The model request is built while the hold is on its way, and sent once it is held.
+        released = asyncio.Event()
+        if plan.provider is not None:
+            plan.call = ModelCall(plan.provider, plan.request, gate=released)
+        try:
+            refused = await db.fetchval(
+                _OPEN_CHAT_REPLY,
+                assistant.tenant_id,
+                hold.reservation.id,
+                hold.counters,
+                hold.reservation.replies,
+                hold.reservation.tokens,
+                hold.expires_at,
+                conversation.id,
+                assistant.id,
+                conversation.channel.value,
+                conversation.external_user_id,
+                conversation.title,
+                question.id,
+                content,
+                json.dumps(question.meta),
+            )
+            if refused:
+                raise hold.refused(refused)
+        except BaseException:
+            if plan.call is not None:
+                await plan.call.call_off()  # cancelled at the gate: nothing was sent
+            raise
         plan.reservation = hold.reservation
-    if plan.provider is not None:
-        plan.call = ModelCall(plan.provider, plan.request)
+        released.set()
     return plan
 
 

@@ -35,7 +35,7 @@ from openai.types.chat import (
 )
 
 from backend.llm.breaker import CircuitBreaker, endpoint_name
-from backend.llm.sent import request_sent
+from backend.llm.sent import request_sent, until_released
 from backend.llm.types import (
     ChatMessage,
     ChatRequest,
@@ -280,8 +280,10 @@ class OpenAIChatProvider:
 
 
 async def _traced(request: httpx2.Request) -> None:
-    """A request hook: the HTTP core reports the request's progress to `_trace`, whichever
-    transport sends it (a proxy from the environment included)."""
+    """A request hook, run once the request is built and before it is sent: it waits for the
+    caller's go-ahead (backend.llm.sent), then has the HTTP core report the request's progress
+    to `_trace`, whichever transport sends it (a proxy from the environment included)."""
+    await until_released()
     request.extensions = {**request.extensions, "trace": _trace}
 
 

@@ -24,10 +24,18 @@ from sqlalchemy.exc import DBAPIError
 
 from backend.assistants import engine
 from backend.assistants.engine import ModelCall, ReplyRun, prepare_reply
+from backend.assistants.providers import chat_provider_for
 from backend.db import get_engine, unit_of_work
 from backend.llm import ChatRequest, ProviderUnavailable, StreamEvent, TextDelta
 from backend.llm.sent import notifying as engine_notifying
-from backend.models import Message, MessageRole, QuotaCounter, QuotaReservation, UsageRecord
+from backend.models import (
+    Message,
+    MessageRole,
+    ModelProvider,
+    QuotaCounter,
+    QuotaReservation,
+    UsageRecord,
+)
 from backend.tenancy.permissions import Permission
 from backend.usage.quota import PLAN_SCOPE
 from tests.assistants.fixtures import KnowledgeMaker
@@ -256,12 +264,14 @@ async def test_the_question_is_saved_after_the_request_is_written(
     chat_server.reply = "At 10:00 [1]."
     order: list[str] = []
 
-    def noting(callback: Callable[[], None]) -> contextvars.Context:
+    def noting(
+        callback: Callable[[], None], gate: asyncio.Event | None = None
+    ) -> contextvars.Context:
         def sent() -> None:
             order.append("request written")
             callback()
 
-        return engine_notifying(sent)
+        return engine_notifying(sent, gate)
 
     def before_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.startswith("INSERT INTO messages"):
@@ -345,3 +355,22 @@ async def test_an_openai_reply_cancelled_mid_statement_leaves_no_busy_connection
     for _ in range(pool_size + 2):  # every pooled connection is handed out at least once
         answered = await client.post("/v1/chat/completions", json=body, headers=headers)
         assert answered.status_code == 200, answered.text
+
+
+async def test_a_gated_call_sends_its_request_only_once_released(chat_server: ChatStandIn) -> None:
+    provider = chat_provider_for(ModelProvider.openai, None)
+    chat_server.reply = "Held, then sent."
+    released = asyncio.Event()
+    call = ModelCall(provider, chat_request(), gate=released)
+    await asyncio.sleep(0.2)
+    assert chat_server.request_count == 0  # built, and held back
+    released.set()
+    events = [event async for event in call.events()]
+    assert chat_server.request_count == 1
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Held, then sent."
+
+    refused = ModelCall(provider, chat_request(), gate=asyncio.Event())
+    await asyncio.sleep(0.2)
+    await refused.call_off()
+    await asyncio.sleep(0.1)
+    assert chat_server.request_count == 1  # the call never left
