@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -88,7 +87,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -577,7 +576,6 @@ class Tracer:
         from backend.assistants import engine, openai_compat
         from backend.db import RawConnection, get_engine
         from backend.knowledge import retrieval
-        from backend.llm.openai_provider import OpenAIChatProvider
 
         _wrap_async(
             openai_compat,
@@ -590,6 +588,9 @@ class Tracer:
         )
         _wrap_sync(openai_compat, "_question_and_history", "question", mark_in="handler")
         _wrap_async(RawConnection, "fetchrow", "raw sql")
+        # The second statement (the only one read with fetchval): once it answers, the reply
+        # lets the model request it has built meanwhile leave.
+        _wrap_async(RawConnection, "fetchval", "hold sql", mark_out="hold_confirmed")
         _wrap_async(engine, "_retrieve", "retrieval")
         _wrap_async(retrieval, "_embed_query", "query_embedding")
         _wrap_sync(engine, "context_entered", "context")
@@ -597,18 +598,6 @@ class Tracer:
         _wrap_sync(engine, "chat_provider_for", "chat_client")
         _wrap_sync(engine, "count_message_tokens", "prompt_tokens")
         _wrap_async(engine.ReplyRun, "_finish", "finish", stage_in="finish")
-
-        original_stream = OpenAIChatProvider.stream
-
-        async def stream(self: OpenAIChatProvider, request: Any) -> AsyncIterator[Any]:
-            trace = _TRACE.get()
-            if trace is not None:
-                trace.marks.setdefault("upstream_call", now())
-            async with contextlib.aclosing(original_stream(self, request)) as events:
-                async for item in events:
-                    yield item
-
-        setattr(OpenAIChatProvider, "stream", stream)  # noqa: B010 (a method: mypy refuses =)
 
         original_chunk = openai_compat._chunk
 
@@ -1400,8 +1389,8 @@ SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
     ("middleware, routing, reading and validating the body", "start", "handler"),
     ("the handler until the reply is prepared", "handler", "prepare_start"),
-    ("prepare_chat_reply, until it calls the model (below)", "prepare_start", "upstream_call"),
-    ("calling the upstream until it has the request", "upstream_call", "arrival"),
+    ("prepare_chat_reply, until the quota hold is confirmed", "prepare_start", "hold_confirmed"),
+    ("from there until the upstream has the request", "hold_confirmed", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),
     ("to the client", "first_content_sent", "first"),
@@ -1412,6 +1401,7 @@ DIRECT_SEGMENTS = (
 )
 PREPARE_SPANS = (
     ("raw sql", "the two statements (auth, assistant, workspace; quota hold and saves)"),
+    ("hold sql", "  of which the second, while the SDK builds the request"),
     ("context", "tenant context from the first statement's row"),
     ("assistant", "the assistant from its row"),
     ("retrieval", "retrieval"),
