@@ -1,7 +1,10 @@
 """The tenant context of a request: which tenant, who is acting, and what they may do.
 
-Only the dependencies in this module create a `TenantContext`, and creating one also sets the
-transaction's `app.tenant_id`, so row-level security and the context always agree.
+Only this module creates a `TenantContext`, and always from what the database confirmed for
+the request's credentials in the call that also set `app.tenant_id`, so row-level security
+and the context always agree: the dependencies below, for the request's transaction, and
+`context_entered`, for the row of a SQL function that authenticates and works in one
+statement (the OpenAI-compatible replies' `parley_enter_chat`).
 """
 
 from __future__ import annotations
