@@ -10,8 +10,9 @@ A reply runs in three short transactions, none of them open while the model is g
    called off and nothing is charged;
 2. the stream itself, on no database connection;
 3. `ReplyRun.finish`: the answer saved, the usage ledger row written and the hold settled,
-   together. A client that goes away mid-answer still gets this step (shielded from the
-   cancellation), with the text generated so far.
+   together, in one SQL function call (`parley_finish_reply`) that commits durably. A client
+   that goes away mid-answer still gets this step (shielded from the cancellation), with the
+   text generated so far. A fallback's question is then recorded for the workspace.
 
 The OpenAI-compatible API's replies, each in a new conversation, take `prepare_chat_reply`
 instead of step 1: authentication, the assistant and its workspace in one SQL function call,
@@ -38,7 +39,7 @@ from typing import Any
 
 import structlog
 from fastapi import Request
-from sqlalchemy import DateTime, Enum, Float, Uuid, bindparam, inspect, select, text, update
+from sqlalchemy import DateTime, Enum, Float, Uuid, bindparam, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants import prompt
@@ -71,6 +72,7 @@ from backend.models import (
     MessageRole,
     MessageStatus,
     UnansweredQuestion,
+    UsageOutcome,
 )
 from backend.tenancy.context import (
     Credentials,
@@ -240,6 +242,12 @@ async def prepare_reply(
 
 
 _ENTER_CHAT = "SELECT * FROM parley_enter_chat($1, $2, $3, $4, $5)"
+# The answer, its usage row and the settled hold, in one durable transaction (migration
+# f1c3a8e5d2b7).
+_FINISH_REPLY = (
+    "SELECT parley_finish_reply("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+)
 _OPEN_CHAT_REPLY = (
     "SELECT parley_open_chat_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 )
@@ -712,53 +720,54 @@ class ReplyRun:
         else:
             status, content, citations = MessageStatus.complete, text, self._cited(text)
         model = plan.request.model if asked_model else None
-        async with unit_of_work(tenant_id=plan.tenant_id) as session:
-            answer = Message(
-                id=self.answer_id,
-                tenant_id=plan.tenant_id,
-                conversation_id=plan.conversation_id,
-                role=MessageRole.assistant,
-                content=content,
-                status=status,
-                citations=citations,
-                prompt_tokens=prompt_tokens if asked_model else 0,
-                completion_tokens=completion if asked_model else 0,
-                model=model,
-                latency_ms=round((time.perf_counter() - self.started) * 1000),
-                meta=self._meta(),
-            )
-            session.add(answer)
-            await session.flush()
-            usage_id, cost = None, 0
-            charged = not self.falls_back
-            # A failure before any text consumed nothing; one midway is recorded at no cost.
-            if asked_model and (charged or completion > 0):
-                row = await ledger.record_reply(
-                    session,
-                    tenant_id=plan.tenant_id,
-                    assistant_id=plan.assistant_id,
-                    conversation_id=plan.conversation_id,
-                    message_id=answer.id,
-                    model=plan.request.model,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion,
-                    charged=charged,
+        answer = Message(
+            id=self.answer_id,
+            tenant_id=plan.tenant_id,
+            conversation_id=plan.conversation_id,
+            role=MessageRole.assistant,
+            content=content,
+            status=status,
+            citations=citations,
+            prompt_tokens=prompt_tokens if asked_model else 0,
+            completion_tokens=completion if asked_model else 0,
+            model=model,
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+            meta=self._meta(),
+        )
+        charged = not self.falls_back
+        usage_id, cost = None, 0
+        # A failure before any text consumed nothing; one midway is recorded at no cost.
+        if asked_model and (charged or completion > 0):
+            usage_id = uuid.uuid4()
+            if charged:
+                cost = ledger.cost_micros(
+                    plan.request.model, prompt=prompt_tokens, completion=completion
                 )
-                usage_id, cost = row.id, row.cost_micros
-            counts_tokens = charged and plan.provider is not None and plan.provider.is_llm
-            await quota.settle(
-                session,
+        counts_tokens = charged and plan.provider is not None and plan.provider.is_llm
+        async with raw_connection() as db:
+            answer.created_at = await db.fetchval(
+                _FINISH_REPLY,
+                plan.tenant_id,
+                plan.conversation_id,
+                answer.id,
+                answer.content,
+                answer.status.value,
+                json.dumps(answer.citations),
+                answer.prompt_tokens,
+                answer.completion_tokens,
+                answer.model,
+                answer.latency_ms,
+                json.dumps(answer.meta),
+                usage_id,
+                plan.assistant_id,
+                (UsageOutcome.charged if charged else UsageOutcome.free).value,
+                cost,
                 plan.reservation.id,
-                replies=1 if charged else 0,
-                tokens=prompt_tokens + completion if counts_tokens else 0,
+                1 if charged else 0,
+                prompt_tokens + completion if counts_tokens else 0,
             )
-            if self.falls_back:
-                await _record_unanswered(session, plan, self._fallback_reason())
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == plan.conversation_id)
-                .values(last_message_at=datetime.now(UTC))
-            )
+        if self.falls_back:
+            await _record_unanswered(plan, self._fallback_reason())
         if plan.question_message is None:
             raise RuntimeError("a reply plan must come from prepare_reply")
         self._result = ReplyResult(plan.question_message, answer, usage_id, cost)
@@ -798,18 +807,21 @@ class ReplyRun:
         return meta
 
 
-async def _record_unanswered(session: AsyncSession, plan: ReplyPlan, reason: str) -> None:
-    session.add(
-        UnansweredQuestion(
-            tenant_id=plan.tenant_id,
-            assistant_id=plan.assistant_id,
-            conversation_id=plan.conversation_id,
-            question=plan.question,
-            reason=reason,
-            embedding=await _question_vector(plan.question),
+async def _record_unanswered(plan: ReplyPlan, reason: str) -> None:
+    """The question of a fallback answer, for the workspace to add what was missing. Its own
+    transaction, after the answer's: the local model's vector is computed before it opens."""
+    embedding = await _question_vector(plan.question)
+    async with unit_of_work(tenant_id=plan.tenant_id) as session:
+        session.add(
+            UnansweredQuestion(
+                tenant_id=plan.tenant_id,
+                assistant_id=plan.assistant_id,
+                conversation_id=plan.conversation_id,
+                question=plan.question,
+                reason=reason,
+                embedding=embedding,
+            )
         )
-    )
-    await session.flush()
 
 
 async def _question_vector(question: str) -> list[float] | None:

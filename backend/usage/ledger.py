@@ -1,5 +1,8 @@
 """The usage ledger: one append-only row per reply and per embedding batch, priced on write.
 
+A reply's row is written by the SQL function `parley_finish_reply` (backend/assistants/engine.py),
+with the cost from `cost_micros`; an embedding batch's by `record_embedding`.
+
 Costs are integers in micro-units (millionths of the price table's currency), rounded up per
 row, from the `prices` setting. A model missing from the table costs nothing (local models,
 the offline answer, self-hosted servers).
@@ -25,37 +28,6 @@ def cost_micros(model: str, *, prompt: int = 0, completion: int = 0, embedding: 
     price = price_of(model)
     total = prompt * price.prompt + completion * price.completion + embedding * price.embedding
     return -(-total // _PER)  # ceiling division: a row never rounds down to free
-
-
-async def record_reply(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    assistant_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    message_id: uuid.UUID,
-    model: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    charged: bool,
-) -> UsageRecord:
-    """A reply's row. `charged=False` keeps the tokens on record at no cost (a failed call)."""
-    cost = cost_micros(model, prompt=prompt_tokens, completion=completion_tokens)
-    row = UsageRecord(
-        tenant_id=tenant_id,
-        kind=UsageKind.reply,
-        outcome=UsageOutcome.charged if charged else UsageOutcome.free,
-        assistant_id=assistant_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cost_micros=cost if charged else 0,
-    )
-    session.add(row)
-    await session.flush()
-    return row
 
 
 async def record_embedding(

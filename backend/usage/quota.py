@@ -115,14 +115,9 @@ _HOLD = text(
     "SELECT parley_hold_quota(:tenant, :id, CAST(:counters AS jsonb), :replies, :tokens,"
     " :expires_at)"
 )
-_SETTLE = text(
-    "UPDATE quota_counters"
-    " SET replies_reserved = GREATEST(replies_reserved - :held_replies, 0),"
-    "     tokens_reserved = GREATEST(tokens_reserved - :held_tokens, 0),"
-    "     replies_used = replies_used + :used_replies,"
-    "     tokens_used = tokens_used + :used_tokens"
-    " WHERE tenant_id = :tenant AND scope = :scope AND period_start = :period"
-)
+# Settles in one statement (migration f1c3a8e5d2b7): the hold's row deleted, its counters moved
+# from held to used; false when the hold was no longer there.
+_SETTLE = text("SELECT parley_settle_quota(:id, :replies, :tokens)")
 
 
 @dataclass(frozen=True)
@@ -213,36 +208,10 @@ async def settle(
 ) -> bool:
     """Turn a hold into actual use (0 and 0 to release it). Idempotent: a reservation that was
     already settled, or released by the sweep, changes nothing; returns whether it was held."""
-    held = (
-        await session.execute(
-            text(
-                "DELETE FROM quota_reservations WHERE id = :id"
-                " RETURNING tenant_id, counters, replies, tokens"
-            ),
-            {"id": reservation_id},
-        )
-    ).first()
-    if held is None:
-        return False
-    await _apply(session, held, used_replies=replies, used_tokens=tokens)
-    return True
-
-
-async def _apply(session: AsyncSession, held: Any, *, used_replies: int, used_tokens: int) -> None:
-    tenant_id, counters, held_replies, held_tokens = held
-    for scope, period in counters:
-        await session.execute(
-            _SETTLE,
-            {
-                "tenant": tenant_id,
-                "scope": scope,
-                "period": date.fromisoformat(period),
-                "held_replies": held_replies,
-                "held_tokens": held_tokens if scope == PLAN_SCOPE else 0,
-                "used_replies": used_replies,
-                "used_tokens": used_tokens if scope == PLAN_SCOPE else 0,
-            },
-        )
+    held = await session.scalar(
+        _SETTLE, {"id": reservation_id, "replies": replies, "tokens": tokens}
+    )
+    return bool(held)
 
 
 async def expired_reservations(
