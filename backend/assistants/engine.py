@@ -75,6 +75,7 @@ from backend.models import (
     UsageOutcome,
 )
 from backend.tenancy.context import (
+    LAST_USED_RESOLUTION,
     Credentials,
     KeyCredentials,
     MemberCredentials,
@@ -241,7 +242,7 @@ async def prepare_reply(
     return plan
 
 
-_ENTER_CHAT = "SELECT * FROM parley_enter_chat($1, $2, $3, $4, $5)"
+_ENTER_CHAT = "SELECT * FROM parley_enter_chat($1, $2, $3, $4, $5, $6)"
 # The answer, its usage row and the settled hold, in one durable transaction (migration
 # f1c3a8e5d2b7).
 _FINISH_REPLY = (
@@ -285,6 +286,7 @@ async def prepare_chat_reply(
             member.tenant_id if member else None,
             assistant_id,
             name,
+            LAST_USED_RESOLUTION,
         )
         context_entered(credentials, found, request).require(Permission.chat)
         assert found is not None  # noqa: S101  (context_entered refuses a missing row)
@@ -294,10 +296,11 @@ async def prepare_chat_reply(
             raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
         # The engine's connections decode JSON (SQLAlchemy's asyncpg dialect sets the codec).
         assistant = _assistant_of(found["assistant_row"])
-        workspace = _Workspace(
-            limits=limits_of(found["workspace_plan"])[1],
-            endpoint=endpoint_of(found["model_base_url"], found["model_api_key_encrypted"]),
-            knowledge_bases=found["assistant_knowledge_bases"],
+        workspace = _Workspace.of(
+            found["workspace_plan"],
+            found["model_base_url"],
+            found["model_api_key_encrypted"],
+            found["assistant_knowledge_bases"],
         )
         if workspace.knowledge_bases:
             # Retrieval takes a pooled connection of its own: this one goes back meanwhile, or
@@ -443,6 +446,18 @@ class _Workspace:
     endpoint: OpenAIEndpoint | None
     knowledge_bases: int
 
+    @classmethod
+    def of(
+        cls,
+        plan: str | None,
+        base_url: str | None,
+        api_key_encrypted: str | None,
+        knowledge_bases: int,
+    ) -> _Workspace:
+        """From the columns both reply paths read: the plan's name, the workspace's model
+        endpoint (its key encrypted) and the assistant's number of knowledge bases."""
+        return cls(limits_of(plan)[1], endpoint_of(base_url, api_key_encrypted), knowledge_bases)
+
 
 _WORKSPACE = text(
     "SELECT t.plan, s.openai_base_url, s.openai_api_key_encrypted, "
@@ -460,9 +475,7 @@ async def _workspace(
     row = (
         await session.execute(_WORKSPACE, {"tenant": tenant_id, "assistant": assistant_id})
     ).one()
-    return _Workspace(
-        limits=limits_of(row[0])[1], endpoint=endpoint_of(row[1], row[2]), knowledge_bases=row[3]
-    )
+    return _Workspace.of(*row)
 
 
 async def _plan(

@@ -4,8 +4,10 @@ A reply through `POST /v1/chat/completions` used to make seven round trips befor
 request left, each through the ORM: BEGIN, the API key (or membership), the assistant, the
 workspace, the quota hold, then the new conversation and the question, and COMMIT. Now:
 
-- `parley_enter_chat` authenticates (an API key's hash, or an account and a workspace), makes
-  that workspace the statement's tenant context, and reads the assistant named by id or name
+- `parley_enter_chat` authenticates (an API key's hash, or an account and a workspace) through
+  the functions the app's other requests enter with (migration 5b1e0c9d7f42), which make that
+  workspace the statement's tenant context; it marks a key used at most once per
+  `p_last_used_resolution`, and reads the assistant named by id or name
   (at most two, to tell an ambiguous name), the workspace's plan and model endpoint, and the
   assistant's number of knowledge bases. A revoked or unknown key, or an unknown account, gives
   no row; a non-member gets a row with no role and nothing else.
@@ -38,7 +40,7 @@ down_revision: str | None = "b7e3f1a4c8d2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ENTER = "parley_enter_chat(text, uuid, uuid, uuid, text)"
+ENTER = "parley_enter_chat(text, uuid, uuid, uuid, text, interval)"
 HOLD = "parley_hold_quota(uuid, uuid, jsonb, integer, bigint, timestamptz)"
 OPEN = (
     "parley_open_chat_reply(uuid, uuid, jsonb, integer, bigint, timestamptz,"
@@ -51,7 +53,7 @@ def upgrade() -> None:
         """
         CREATE FUNCTION parley_enter_chat(
             p_key_hash text, p_user_id uuid, p_tenant_id uuid,
-            p_assistant_id uuid, p_assistant_name text)
+            p_assistant_id uuid, p_assistant_name text, p_last_used_resolution interval)
         RETURNS TABLE (
             workspace_id uuid, key_id uuid, key_scopes text[], member_role text,
             account_active boolean, assistant_count integer, assistant_row jsonb,
@@ -64,26 +66,21 @@ def upgrade() -> None:
         BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
             IF p_key_hash IS NOT NULL THEN
-                PERFORM set_config('app.lookup_hash', p_key_hash, true);
-                SELECT * INTO found_key FROM api_keys k WHERE k.key_hash = p_key_hash;
+                -- As the app's other requests enter (migration 5b1e0c9d7f42).
+                SELECT * INTO found_key FROM parley_enter_with_api_key(p_key_hash);
                 IF NOT FOUND OR found_key.revoked_at IS NOT NULL THEN
                     RETURN;
                 END IF;
                 workspace_id := found_key.tenant_id;
                 key_id := found_key.id;
                 key_scopes := found_key.scopes;
-                PERFORM set_config('app.tenant_id', workspace_id::text, true);
                 IF found_key.last_used_at IS NULL
-                   OR found_key.last_used_at < now() - interval '1 minute' THEN
+                   OR found_key.last_used_at < now() - p_last_used_resolution THEN
                     UPDATE api_keys k SET last_used_at = now() WHERE k.id = found_key.id;
                 END IF;
             ELSE
-                PERFORM set_config('app.user_id', p_user_id::text, true),
-                        set_config('app.tenant_id', p_tenant_id::text, true);
-                SELECT m.role::text, u.is_active INTO member_role, account_active
-                FROM users u
-                LEFT JOIN memberships m ON m.user_id = u.id AND m.tenant_id = p_tenant_id
-                WHERE u.id = p_user_id;
+                SELECT e.role, e.is_active INTO member_role, account_active
+                FROM parley_enter_workspace(p_user_id, p_tenant_id) e;
                 IF NOT FOUND THEN
                     RETURN;
                 END IF;
