@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     history_token_budget: int = Field(default=1_500, ge=0, le=200_000)
     # A reservation not settled within this time (its process died) is released by a sweep.
     quota_reservation_ttl_seconds: int = Field(default=900, ge=60)
+    # OpenAI-compatible replies: each API process holds the plan's replies this long in advance
+    # (a lease; 0: each reply holds its own, one database round trip before the model call),
+    # at most quota_lease_max_replies at once.
+    quota_lease_seconds: float = Field(default=5.0, ge=0, le=300)
+    quota_lease_max_replies: int = Field(default=64, ge=1, le=10_000)
+    # How long an API process keeps an API key's and assistant's entry for OpenAI-compatible
+    # replies (0: not at all). A change drops it at once; this bounds a missed notification.
+    chat_entry_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
     # The chat widget.
     widget_dir: Path | None = None  # default: widget/dist of the source tree
     # The dashboard's built files, served at /app.

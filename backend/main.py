@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from backend import metrics
 from backend.apikeys.endpoints import router as api_keys_router
+from backend.assistants.chat_entries import start_entry_cache, stop_entry_cache
 from backend.assistants.conversations import feedback_router
 from backend.assistants.conversations import router as conversations_router
 from backend.assistants.endpoints import router as assistants_router
@@ -39,6 +40,7 @@ from backend.telegram.endpoints import router as telegram_router
 from backend.telegram.endpoints import webhook_router as telegram_webhook_router
 from backend.tenancy.endpoints import router as tenancy_router
 from backend.usage.endpoints import router as usage_router
+from backend.usage.leases import close_lease_book
 from backend.widget.endpoints import router as widget_router
 from backend.widget.events import close_hub
 from backend.widget.replies import wait_for_replies
@@ -49,7 +51,10 @@ from backend.widget.socket import router as widget_socket_router
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     freeze_startup_objects()
     sharing = asyncio.create_task(metrics.share_pool_gauges()) if metrics.multiprocess() else None
+    await start_entry_cache()
     yield
+    await stop_entry_cache()
+    await close_lease_book()
     if sharing is not None:
         sharing.cancel()
         await asyncio.gather(sharing, return_exceptions=True)

@@ -43,6 +43,7 @@ from sqlalchemy import DateTime, Enum, Float, Uuid, bindparam, inspect, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.assistants import prompt
+from backend.assistants.chat_entries import entry_cache
 from backend.assistants.providers import chat_model_for, chat_provider_for
 from backend.config import PlanLimits, get_settings
 from backend.db import end_request_transaction, raw_connection, unit_of_work
@@ -83,6 +84,7 @@ from backend.tenancy.context import (
 )
 from backend.tenancy.permissions import Permission
 from backend.usage import ledger, quota
+from backend.usage.leases import Share, lease_book
 from backend.usage.plans import limits_of
 
 log = structlog.get_logger(__name__)
@@ -114,6 +116,11 @@ class ReplyPlan:
     question_message: Message | None = None
     # The model call, started by prepare_reply once the quota is held.
     call: ModelCall | None = None
+    # A reply of the OpenAI-compatible API (prepare_chat_reply): its conversation and question,
+    # saved with the answer; its share of a quota reservation; the API key to mark used.
+    new_conversation: Conversation | None = None
+    share: Share | None = None
+    mark_key: uuid.UUID | None = None
 
 
 class ModelCall:
@@ -249,8 +256,21 @@ _FINISH_REPLY = (
     "SELECT parley_finish_reply("
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 )
-_OPEN_CHAT_REPLY = (
-    "SELECT parley_open_chat_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+# A reply's own hold, where a lease cannot serve it (migration e4a9c2f7b1d3), in the
+# workspace's context and without waiting for the disk, as the reply's final call commits
+# durably.
+_HOLD_CHAT_REPLY = (
+    "SELECT parley_hold_quota($1, $2, $3, $4, $5, $6) FROM (SELECT"
+    " set_config('app.tenant_id', CAST($1::uuid AS text), true),"
+    " set_config('synchronous_commit', 'off', true)"
+    ") AS entered"
+)
+# The conversation, the question, the answer, its usage row, the reply's share of its quota
+# reservation settled and the API key marked used, in one durable transaction (migration
+# c5e8b3d1a9f4).
+_FINISH_CHAT_REPLY = (
+    "SELECT parley_finish_chat_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+    " $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
 )
 
 
@@ -268,95 +288,111 @@ async def prepare_chat_reply(
     """`prepare_reply` for the OpenAI-compatible API: a new conversation with the assistant
     `model` names (its id or its name), whose caller is authenticated here too.
 
-    Two statements before the model is called, each a SQL function in a transaction of its
-    own (migration e4a9c2f7b1d3): `parley_enter_chat` authenticates and reads the assistant and
-    its workspace; `parley_open_chat_reply` holds the quota and saves the conversation and the
-    question. Raises as `get_tenant_context` does for the credentials, Forbidden without the
-    `chat` permission, NotFound or BadRequest for a name that finds no or several assistants,
-    and QuotaExceeded (nothing saved) when a limit is reached."""
-    async with contextlib.AsyncExitStack() as connection:
-        db = await connection.enter_async_context(raw_connection())
-        assistant_id, name = _assistant_wanted(model)
-        key_hash = credentials.key_hash if isinstance(credentials, KeyCredentials) else None
-        member = credentials if isinstance(credentials, MemberCredentials) else None
-        found = await db.fetchrow(
-            _ENTER_CHAT,
-            key_hash,
-            member.user_id if member else None,
-            member.tenant_id if member else None,
-            assistant_id,
-            name,
-            LAST_USED_RESOLUTION,
-        )
-        context_entered(credentials, found, request).require(Permission.chat)
-        assert found is not None  # noqa: S101  (context_entered refuses a missing row)
-        if not found["assistant_count"]:
-            raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
-        if found["assistant_count"] > 1:
-            raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
-        # The engine's connections decode JSON (SQLAlchemy's asyncpg dialect sets the codec).
-        assistant = _assistant_of(found["assistant_row"])
-        workspace = _Workspace.of(
-            found["workspace_plan"],
-            found["model_base_url"],
-            found["model_api_key_encrypted"],
-            found["assistant_knowledge_bases"],
-        )
-        if workspace.knowledge_bases:
-            # Retrieval takes a pooled connection of its own: this one goes back meanwhile, or
-            # concurrent replies could hold every connection while each waits for a second.
-            await connection.aclose()
-        conversation = Conversation(
-            id=uuid.uuid4(),
-            tenant_id=assistant.tenant_id,
-            assistant_id=assistant.id,
-            channel=Channel.api,
-            external_user_id=external_user_id,
-            title=content[:80],
-            meta={},
-        )
-        plan = await _plan(None, assistant, workspace, conversation, content, history)
-        plan.request = _overridden(plan.request, temperature, max_tokens)
-        question = _question(plan, conversation, content, None)
-        hold = quota.hold_for(
-            assistant.tenant_id,
-            _limits(assistant, workspace, conversation),
-            replies=1,
-            tokens=_tokens_to_hold(plan),
-        )
-        if workspace.knowledge_bases:
-            db = await connection.enter_async_context(raw_connection())
-        # The model request is built while the hold is on its way, and sent once it is held.
-        released = asyncio.Event()
+    A caller this process knows (an API key and assistant in `chat_entries`), on a plan this
+    process holds a lease of (backend/usage/leases.py), reaches the model without a database
+    round trip. Otherwise: `parley_enter_chat` authenticates and reads the assistant and its
+    workspace; the reply's quota is held by a lease (taken or renewed), or, for an assistant
+    with a cap per visitor, by a hold of its own while the SDK builds the request. The
+    conversation and the question are saved with the answer, by the reply's final call.
+    Raises as `get_tenant_context` does for the credentials, Forbidden without the `chat`
+    permission, NotFound or BadRequest for a name that finds no or several assistants, and
+    QuotaExceeded (nothing saved) when a limit is reached."""
+    assistant, workspace, mark_key = await _enter_chat(credentials, request, model)
+    conversation = Conversation(
+        id=uuid.uuid4(),
+        tenant_id=assistant.tenant_id,
+        assistant_id=assistant.id,
+        channel=Channel.api,
+        external_user_id=external_user_id,
+        title=content[:80],
+        meta={},
+    )
+    plan = await _plan(None, assistant, workspace, conversation, content, history)
+    plan.request = _overridden(plan.request, temperature, max_tokens)
+    plan.new_conversation, plan.mark_key = conversation, mark_key
+    _question(plan, conversation, content, None)
+    limits = _limits(assistant, workspace, conversation)
+    tokens = _tokens_to_hold(plan)
+    if len(limits) == 1 and get_settings().quota_lease_seconds > 0:
+        plan.share = await lease_book().take(assistant.tenant_id, limits[0], tokens)
         if plan.provider is not None:
-            plan.call = ModelCall(plan.provider, plan.request, gate=released)
-        try:
+            plan.call = ModelCall(plan.provider, plan.request)
+        return plan
+    hold = quota.hold_for(assistant.tenant_id, limits, replies=1, tokens=tokens)
+    # The model request is built while the hold is on its way, and sent once it is held.
+    released = asyncio.Event()
+    if plan.provider is not None:
+        plan.call = ModelCall(plan.provider, plan.request, gate=released)
+    try:
+        async with raw_connection() as db:
             refused = await db.fetchval(
-                _OPEN_CHAT_REPLY,
+                _HOLD_CHAT_REPLY,
                 assistant.tenant_id,
                 hold.reservation.id,
                 hold.counters,
                 hold.reservation.replies,
                 hold.reservation.tokens,
                 hold.expires_at,
-                conversation.id,
-                assistant.id,
-                conversation.channel.value,
-                conversation.external_user_id,
-                conversation.title,
-                question.id,
-                content,
-                json.dumps(question.meta),
             )
-            if refused:
-                raise hold.refused(refused)
-        except BaseException:
-            if plan.call is not None:
-                await plan.call.call_off()  # cancelled at the gate: nothing was sent
-            raise
-        plan.reservation = hold.reservation
-        released.set()
+        if refused:
+            raise hold.refused(refused)
+    except BaseException:
+        if plan.call is not None:
+            await plan.call.call_off()  # cancelled at the gate: nothing was sent
+        raise
+    plan.share = Share(hold.reservation.id, hold.reservation.replies, hold.reservation.tokens)
+    released.set()
     return plan
+
+
+async def _enter_chat(
+    credentials: Credentials, request: Request, model: str
+) -> tuple[Assistant, _Workspace, uuid.UUID | None]:
+    """The assistant `model` names, its workspace, and the API key to mark used with the
+    reply (if it is time to): from this process's entry for the key and the assistant, else
+    from `parley_enter_chat`."""
+    cache = entry_cache()
+    key = (credentials.key_hash, model) if isinstance(credentials, KeyCredentials) else None
+    entry = cache.get(key) if key is not None else None
+    mark_key = None
+    if entry is None:
+        generation = cache.generation
+        member = credentials if isinstance(credentials, MemberCredentials) else None
+        assistant_id, name = _assistant_wanted(model)
+        async with raw_connection() as db:
+            found = await db.fetchrow(
+                _ENTER_CHAT,
+                key[0] if key is not None else None,
+                member.user_id if member else None,
+                member.tenant_id if member else None,
+                assistant_id,
+                name,
+                LAST_USED_RESOLUTION,
+            )
+        if key is not None and found is not None:
+            entry = cache.put(key, found, generation)
+    else:
+        found = entry.row
+        now = time.monotonic()
+        if now - entry.marked >= LAST_USED_RESOLUTION.total_seconds():
+            entry.marked, mark_key = now, found["key_id"]
+    context_entered(credentials, found, request).require(Permission.chat)
+    assert found is not None  # noqa: S101  (context_entered refuses a missing row)
+    if not found["assistant_count"]:
+        raise NotFound(f"No assistant is called '{model}'; use an assistant's id or name.")
+    if found["assistant_count"] > 1:
+        raise BadRequest(f"Several assistants are called '{model}'; use the assistant's id.")
+    parsed = entry.parsed if entry is not None else {}
+    if not parsed:
+        # The engine's connections decode JSON (SQLAlchemy's asyncpg dialect sets the codec).
+        parsed["assistant"] = _assistant_of(found["assistant_row"])
+        parsed["workspace"] = _Workspace.of(
+            found["workspace_plan"],
+            found["model_base_url"],
+            found["model_api_key_encrypted"],
+            found["assistant_knowledge_bases"],
+        )
+    return parsed["assistant"], parsed["workspace"], mark_key
 
 
 def _assistant_wanted(model: str) -> tuple[uuid.UUID | None, str | None]:
@@ -757,28 +793,48 @@ class ReplyRun:
                     plan.request.model, prompt=prompt_tokens, completion=completion
                 )
         counts_tokens = charged and plan.provider is not None and plan.provider.is_llm
+        outcome = (UsageOutcome.charged if charged else UsageOutcome.free).value
+        answer_values = (
+            answer.id,
+            answer.content,
+            answer.status.value,
+            json.dumps(answer.citations),
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            answer.model,
+            answer.latency_ms,
+            json.dumps(answer.meta),
+        )
+        used = (1 if charged else 0, prompt_tokens + completion if counts_tokens else 0)
         async with raw_connection() as db:
-            answer.created_at = await db.fetchval(
-                _FINISH_REPLY,
-                plan.tenant_id,
-                plan.conversation_id,
-                answer.id,
-                answer.content,
-                answer.status.value,
-                json.dumps(answer.citations),
-                answer.prompt_tokens,
-                answer.completion_tokens,
-                answer.model,
-                answer.latency_ms,
-                json.dumps(answer.meta),
-                usage_id,
-                plan.assistant_id,
-                (UsageOutcome.charged if charged else UsageOutcome.free).value,
-                cost,
-                plan.reservation.id,
-                1 if charged else 0,
-                prompt_tokens + completion if counts_tokens else 0,
-            )
+            if plan.share is None:
+                answer.created_at = await db.fetchval(
+                    _FINISH_REPLY,
+                    plan.tenant_id,
+                    plan.conversation_id,
+                    *answer_values,
+                    usage_id,
+                    plan.assistant_id,
+                    outcome,
+                    cost,
+                    plan.reservation.id,
+                    *used,
+                )
+            else:
+                answer.created_at = await db.fetchval(
+                    _FINISH_CHAT_REPLY,
+                    *_chat_values(plan),
+                    *answer_values,
+                    usage_id,
+                    outcome,
+                    cost,
+                    plan.share.reservation_id,
+                    plan.share.replies,
+                    plan.share.tokens,
+                    *used,
+                    plan.mark_key,
+                    LAST_USED_RESOLUTION,
+                )
         if self.falls_back:
             await _record_unanswered(plan, self._fallback_reason())
         if plan.question_message is None:
@@ -818,6 +874,24 @@ class ReplyRun:
         if self.error is not None:
             meta["error"] = self.error.reason
         return meta
+
+
+def _chat_values(plan: ReplyPlan) -> tuple[Any, ...]:
+    """The conversation and question columns of a reply of the OpenAI-compatible API."""
+    conversation, question = plan.new_conversation, plan.question_message
+    if conversation is None or question is None:
+        raise RuntimeError("a chat reply's plan must come from prepare_chat_reply")
+    return (
+        plan.tenant_id,
+        conversation.id,
+        conversation.assistant_id,
+        conversation.channel.value,
+        conversation.external_user_id,
+        conversation.title,
+        question.id,
+        question.content,
+        json.dumps(question.meta),
+    )
 
 
 async def _record_unanswered(plan: ReplyPlan, reason: str) -> None:

@@ -47,6 +47,43 @@ OPEN = (
     " uuid, uuid, text, text, text, uuid, text, jsonb)"
 )
 
+# Replaced by a lease or a hold of its own in migration c5e8b3d1a9f4, whose downgrade
+# restores it from here.
+OPEN_SQL = """
+        CREATE FUNCTION parley_open_chat_reply(
+            p_tenant_id uuid, p_reservation_id uuid, p_counters jsonb,
+            p_replies integer, p_tokens bigint, p_expires_at timestamptz,
+            p_conversation_id uuid, p_assistant_id uuid, p_channel text,
+            p_external_user_id text, p_title text,
+            p_question_id uuid, p_question text, p_question_meta jsonb)
+        RETURNS integer
+        LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+        DECLARE
+            refused integer;
+        BEGIN
+            PERFORM set_config('app.tenant_id', p_tenant_id::text, true),
+                    set_config('synchronous_commit', 'off', true);
+            refused := parley_hold_quota(
+                p_tenant_id, p_reservation_id, p_counters, p_replies, p_tokens, p_expires_at);
+            IF refused <> 0 THEN
+                RETURN refused;
+            END IF;
+            INSERT INTO conversations (
+                id, tenant_id, assistant_id, channel, external_user_id, title, status,
+                last_message_at, metadata)
+            VALUES (
+                p_conversation_id, p_tenant_id, p_assistant_id, p_channel::channel,
+                p_external_user_id, p_title, 'open', now(), '{}');
+            INSERT INTO messages (
+                id, tenant_id, conversation_id, role, content, status, citations,
+                prompt_tokens, completion_tokens, metadata)
+            VALUES (
+                p_question_id, p_tenant_id, p_conversation_id, 'user', p_question, 'complete',
+                '[]', 0, 0, p_question_meta);
+            RETURN 0;
+        END $$
+"""
+
 
 def upgrade() -> None:
     op.execute(
@@ -173,42 +210,7 @@ def upgrade() -> None:
         END $$
         """
     )
-    op.execute(
-        """
-        CREATE FUNCTION parley_open_chat_reply(
-            p_tenant_id uuid, p_reservation_id uuid, p_counters jsonb,
-            p_replies integer, p_tokens bigint, p_expires_at timestamptz,
-            p_conversation_id uuid, p_assistant_id uuid, p_channel text,
-            p_external_user_id text, p_title text,
-            p_question_id uuid, p_question text, p_question_meta jsonb)
-        RETURNS integer
-        LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
-        DECLARE
-            refused integer;
-        BEGIN
-            PERFORM set_config('app.tenant_id', p_tenant_id::text, true),
-                    set_config('synchronous_commit', 'off', true);
-            refused := parley_hold_quota(
-                p_tenant_id, p_reservation_id, p_counters, p_replies, p_tokens, p_expires_at);
-            IF refused <> 0 THEN
-                RETURN refused;
-            END IF;
-            INSERT INTO conversations (
-                id, tenant_id, assistant_id, channel, external_user_id, title, status,
-                last_message_at, metadata)
-            VALUES (
-                p_conversation_id, p_tenant_id, p_assistant_id, p_channel::channel,
-                p_external_user_id, p_title, 'open', now(), '{}');
-            INSERT INTO messages (
-                id, tenant_id, conversation_id, role, content, status, citations,
-                prompt_tokens, completion_tokens, metadata)
-            VALUES (
-                p_question_id, p_tenant_id, p_conversation_id, 'user', p_question, 'complete',
-                '[]', 0, 0, p_question_meta);
-            RETURN 0;
-        END $$
-        """
-    )
+    op.execute(OPEN_SQL)
     for signature in (ENTER, HOLD, OPEN):
         op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
         op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {APP_ROLE}")

@@ -1,11 +1,12 @@
 """The model is asked as soon as the quota is held: the question is saved while the model server
 works on it. A reply whose transaction then fails calls the model off and charges nothing.
 
-The OpenAI-compatible API saves its question together with the hold, in one statement that
-commits without waiting for the disk, and asks the model after it: a failure there asks no model.
+The OpenAI-compatible API asks the model once the quota is held (by a lease of its process, or
+by a hold of its own), and saves the question with the answer: a failure before asks no model.
 
-A SHARE lock on `messages`, held by the test, stops every insert into it: the reply gets as far
-as saving its question and waits there, so what happened before that point can be checked."""
+A SHARE lock on a table (`messages`, `quota_counters`), held by the test, stops every insert
+into it: the reply gets as far as that insert and waits there, so what happened before that
+point can be checked."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from backend.models import (
     UsageRecord,
 )
 from backend.tenancy.permissions import Permission
+from backend.usage.leases import close_lease_book
 from backend.usage.quota import PLAN_SCOPE
 from tests.assistants.fixtures import KnowledgeMaker
 from tests.conftest import APP_ROLE_USER, TEST_ADMIN_URL, _plain
@@ -49,9 +51,10 @@ from tests.llm.helpers import chat_request
 from tests.standins.openai_chat import ChatStandIn
 
 SATURDAY = "When does the shop open on Saturdays?"
+# The app's statements that write to the locked table.
 WAITING_INSERT = (
     "SELECT pid FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock' "
-    "AND (query LIKE 'INSERT INTO messages %' OR query LIKE 'SELECT parley_open_chat_reply(%')"
+    "AND (query LIKE 'INSERT INTO messages %' OR query LIKE 'SELECT parley_%')"
 )
 
 NOTHING_KEPT = {
@@ -82,7 +85,9 @@ async def _send_openai(client: AsyncClient, owner: Account, assistant: dict[str,
 
 
 @asynccontextmanager
-async def _messages_locked() -> AsyncIterator[Callable[[], Awaitable[int | None]]]:
+async def _messages_locked(
+    table: str = "messages",
+) -> AsyncIterator[Callable[[], Awaitable[int | None]]]:
     """Holds the lock; yields a function that finds the reply's insert waiting for it."""
     lock = await asyncpg.connect(_plain(TEST_ADMIN_URL))
     # Outside the lock's transaction: a transaction sees one snapshot of pg_stat_activity.
@@ -94,7 +99,7 @@ async def _messages_locked() -> AsyncIterator[Callable[[], Awaitable[int | None]
 
     try:
         async with lock.transaction():
-            await lock.execute("LOCK TABLE messages IN SHARE MODE")
+            await lock.execute(f"LOCK TABLE {table} IN SHARE MODE")
             yield waiting_insert
     finally:
         await lock.close()
@@ -167,29 +172,42 @@ ANSWERED = {
 }
 
 
-async def test_an_openai_reply_saves_its_question_and_hold_before_asking_the_model(
+async def test_an_openai_reply_asks_the_model_with_its_quota_held_and_saves_it_all_after(
     client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
 ) -> None:
     owner, assistant = await _llm_assistant(client, handbook_kb)
     chat_server.reply = "At 10:00 [1]."
     async with _messages_locked() as waiting_insert:
         asking = asyncio.ensure_future(_send_openai(client, owner, assistant))
+        # The final call waits to save the question and the answer: the model has answered,
+        # with the reply held on the plan (this process's lease of 2 replies).
         assert await _eventually(waiting_insert)
-        await asyncio.sleep(0.2)
-        assert chat_server.request_count == 0
+        assert chat_server.request_count == 1
+        assert await _saved(owner) == {**NOTHING_KEPT, "holds": 1, "replies_reserved": 2}
         assert not asking.done()
     response = await asking
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "At 10:00 [1]."
-    assert chat_server.request_count == 1
+    assert await _saved(owner) == {**ANSWERED, "holds": 1, "replies_reserved": 1}
+    await close_lease_book()  # the lease's unused reply goes back
     assert await _saved(owner) == ANSWERED
 
 
-async def test_an_openai_reply_whose_statement_fails_asks_no_model_and_keeps_nothing(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn
+@pytest.mark.parametrize("hold", ["lease", "own hold"])
+async def test_an_openai_reply_whose_hold_fails_asks_no_model_and_keeps_nothing(
+    client: AsyncClient, handbook_kb: KnowledgeMaker, chat_server: ChatStandIn, hold: str
 ) -> None:
+    """A reply held by a lease of its process, and one with a cap per visitor (which holds the
+    plan and the visitor's counter for itself)."""
     owner, assistant = await _llm_assistant(client, handbook_kb)
-    async with _messages_locked() as waiting_insert:
+    if hold == "own hold":
+        capped = await client.patch(
+            f"/api/v1/assistants/{assistant['id']}",
+            json={"visitor_daily_message_cap": 5},
+            headers=owner.headers(),
+        )
+        assert capped.status_code == 200, capped.text
+    async with _messages_locked("quota_counters") as waiting_insert:
         asking = asyncio.ensure_future(_send_openai(client, owner, assistant))
         await _cancel(await _eventually(waiting_insert))  # the statement fails as a whole
         response = await asking
@@ -344,7 +362,7 @@ async def test_an_openai_reply_cancelled_mid_statement_leaves_no_busy_connection
     key = await create_api_key(client, owner, [Permission.chat])
     body = {"model": assistant["id"], "messages": [{"role": "user", "content": SATURDAY}]}
     headers = {"Authorization": f"Bearer {key.key}"}
-    async with _messages_locked() as waiting_insert:
+    async with _messages_locked("quota_counters") as waiting_insert:
         asking = asyncio.ensure_future(
             client.post("/v1/chat/completions", json=body, headers=headers)
         )
