@@ -130,6 +130,8 @@ def _openai_shaped(handler: Handler) -> Handler:
             "type": "invalid_request_error" if response.status_code < 500 else "server_error",
             "param": (body.get("fields") or [{}])[0].get("field"),
             "code": body.get("error"),
+            # A quota refusal's limit and when it resets, as the rest of the API answers them.
+            **{key: body[key] for key in ("limit", "resets_at") if key in body},
         }
         headers = {
             k: v

@@ -12,9 +12,11 @@ directly, alternating, in one run:
             the start: system prompt, question, model, max_tokens, stream options), so the
             upstream does the same work for both;
   parley    an assistant with provider "openai" and no knowledge base, asked through an API key
-            with the `chat` scope: the path counts API-key auth, the tenant context, the
-            assistant lookup, the new conversation, the question saved, the quota reserved, the
-            chat client, and relaying the stream;
+            with the `chat` scope: the path counts API-key auth (the key hashed and its entry
+            looked up: the process's own after the first request), the tenant context, the
+            assistant, the quota (a lease of the process, renewed in the database when due),
+            the prompt, the chat client, and relaying the stream; the conversation, question
+            and answer are saved after the stream, in one statement;
   bare      the raw baseline (unless --no-bare): bench/bare_relay.py, a FastAPI app under the
             same uvicorn settings and workers that sends the upstream Parley's body through the
             `openai` SDK as Parley's provider does and passes the bytes on, with no auth,
@@ -576,6 +578,7 @@ class Tracer:
         from backend.assistants import engine, openai_compat
         from backend.db import RawConnection, get_engine
         from backend.knowledge import retrieval
+        from backend.usage import leases
 
         _wrap_async(
             openai_compat,
@@ -587,10 +590,10 @@ class Tracer:
             mark_out="prepare_end",
         )
         _wrap_sync(openai_compat, "_question_and_history", "question", mark_in="handler")
+        # The caller's entry read from the database (when this process does not know it), and
+        # the quota lease renewed (when the process's lease cannot serve the reply).
         _wrap_async(RawConnection, "fetchrow", "raw sql")
-        # The second statement (the only one read with fetchval): once it answers, the reply
-        # lets the model request it has built meanwhile leave.
-        _wrap_async(RawConnection, "fetchval", "hold sql", mark_out="hold_confirmed")
+        _wrap_async(leases.LeaseBook, "_renew", "lease")
         _wrap_async(engine, "_retrieve", "retrieval")
         _wrap_async(retrieval, "_embed_query", "query_embedding")
         _wrap_sync(engine, "context_entered", "context")
@@ -1389,8 +1392,8 @@ SEGMENTS = (
     ("to Parley: loopback, uvicorn, waiting for the event loop", "sent", "start"),
     ("middleware, routing, reading and validating the body", "start", "handler"),
     ("the handler until the reply is prepared", "handler", "prepare_start"),
-    ("prepare_chat_reply, until the quota hold is confirmed", "prepare_start", "hold_confirmed"),
-    ("from there until the upstream has the request", "hold_confirmed", "arrival"),
+    ("prepare_chat_reply: caller, assistant, prompt, quota", "prepare_start", "prepare_end"),
+    ("from there until the upstream has the request", "prepare_end", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),
     ("to the client", "first_content_sent", "first"),
@@ -1400,10 +1403,10 @@ DIRECT_SEGMENTS = (
     ("upstream's first token (fixed delay) to the client", "arrival", "first"),
 )
 PREPARE_SPANS = (
-    ("raw sql", "the two statements (auth, assistant, workspace; quota hold and saves)"),
-    ("hold sql", "  of which the second, while the SDK builds the request"),
-    ("context", "tenant context from the first statement's row"),
-    ("assistant", "the assistant from its row"),
+    ("raw sql", "the caller's entry read (parley_enter_chat), when not known"),
+    ("lease", "the quota lease renewed (parley_lease_quota), when due"),
+    ("context", "tenant context from the entry"),
+    ("assistant", "the assistant from the entry's row, when not known"),
     ("retrieval", "retrieval"),
     ("query_embedding", "  of which query embedding"),
     ("chat_client", "chat client construction (openai.AsyncOpenAI), blocking"),

@@ -15,10 +15,10 @@ A reply runs in three short transactions, none of them open while the model is g
    text generated so far. A fallback's question is then recorded for the workspace.
 
 The OpenAI-compatible API's replies, each in a new conversation, take `prepare_chat_reply`
-instead of step 1: authentication, the assistant and its workspace in one SQL function call,
-then retrieval, then the quota hold, the conversation and the question in a second, each a
-transaction of its own that does not wait for the disk (the final step's durable commit covers
-them); only then is the model called.
+instead of step 1: the caller and the assistant from this process's entry for them (else one
+SQL function call), retrieval, and the quota from this process's lease of the plan (else one
+SQL call); only then is the model called. Their conversation and question are saved with the
+answer, in step 3 (`parley_finish_chat_reply`).
 """
 
 from __future__ import annotations
@@ -314,9 +314,19 @@ async def prepare_chat_reply(
     limits = _limits(assistant, workspace, conversation)
     tokens = _tokens_to_hold(plan)
     if len(limits) == 1 and get_settings().quota_lease_seconds > 0:
-        plan.share = await lease_book().take(assistant.tenant_id, limits[0], tokens)
-        if plan.provider is not None:
-            plan.call = ModelCall(plan.provider, plan.request)
+        book = lease_book()
+        plan.share = await book.take(assistant.tenant_id, limits[0], tokens)
+        try:
+            if plan.provider is not None:
+                plan.call = ModelCall(plan.provider, plan.request)
+                # The request leaves before the response starts: that work, on this event
+                # loop, would otherwise hold it back.
+                await plan.call.request_sent(SEND_WAIT_SECONDS)
+        except BaseException:
+            if plan.call is not None:
+                await plan.call.call_off()
+            book.give_back(assistant.tenant_id, plan.share)
+            raise
         return plan
     hold = quota.hold_for(assistant.tenant_id, limits, replies=1, tokens=tokens)
     # The model request is built while the hold is on its way, and sent once it is held.

@@ -88,7 +88,8 @@ async def chat_completions(
     """OpenAI's chat completions, answered by the assistant `model` names. Needs the `chat`
     permission: an API key with that scope, or a member's access token and workspace."""
     question, history = _question_and_history(body.messages)
-    # Authenticates too: the caller, the assistant and the quota in two database statements.
+    # Authenticates too: the caller, the assistant and the quota, mostly without a database
+    # round trip (the process's entries and quota leases).
     plan = await prepare_chat_reply(
         credentials_of(request, x_parley_tenant),
         request,

@@ -27,8 +27,10 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -96,6 +98,10 @@ class LeaseBook:
         lease.replies_left -= 1
         lease.tokens_left -= tokens
         return Share(lease.id, 1, tokens)
+
+    def give_back(self, tenant_id: uuid.UUID, share: Share) -> None:
+        """A reply that will not run after all: its share goes back, in the background."""
+        self._spawn(self._give_back(tenant_id, share.reservation_id, share.replies, share.tokens))
 
     def held(self, tenant_id: uuid.UUID) -> tuple[int, int]:
         """(replies, tokens) this process holds for the workspace and has not handed out."""
@@ -182,17 +188,22 @@ class LeaseBook:
         if lock is not None and not lock.locked() and lease.tenant_id not in self._leases:
             del self._locks[lease.tenant_id]
         if rest != (0, 0):
-            task = asyncio.get_running_loop().create_task(self._give_back(lease, *rest))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._give_back(lease.tenant_id, lease.id, *rest))
 
-    async def _give_back(self, lease: Lease, replies: int, tokens: int) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(
+        self, tenant_id: uuid.UUID, lease_id: uuid.UUID, replies: int, tokens: int
+    ) -> None:
         try:
             async with raw_connection() as db:
-                await db.fetchval(_GIVE_BACK, lease.tenant_id, lease.id, replies, tokens)
+                await db.fetchval(_GIVE_BACK, tenant_id, lease_id, replies, tokens)
         except Exception:
             # Still held in the database: the stale-hold sweep releases it once it expires.
-            log.warning("quota_lease_not_given_back", lease_id=str(lease.id), exc_info=True)
+            log.warning("quota_lease_not_given_back", lease_id=str(lease_id), exc_info=True)
 
     async def close(self) -> None:
         """Give back every lease's unused rest (the process is stopping)."""

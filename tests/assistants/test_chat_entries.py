@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -124,7 +125,8 @@ async def test_a_new_plan_applies_to_the_next_reply(
     await put_on_plan(owner, limits(replies=0))
     await entries.caught_up()
     body = assert_error(await _complete(client, key.key, assistant["id"]), 402, "quota_exceeded")
-    assert "monthly replies" in body["detail"]
+    assert body["limit"] == "plan_monthly"
+    assert datetime.fromisoformat(body["resets_at"]) > datetime.now(UTC)
 
 
 async def test_without_its_listener_nothing_is_cached_until_it_is_back(

@@ -1,7 +1,7 @@
 """`POST /v1/chat/completions` in the app: who may call it, which assistant answers, and what of
-the call reaches the model. Its caller, assistant and quota are handled by two SQL functions
-(migration e4a9c2f7b1d3), so each refusal is checked here against what the rest of the API
-answers."""
+the call reaches the model. Its caller, assistant and quota are handled by SQL functions of its
+own (migrations e4a9c2f7b1d3 and c5e8b3d1a9f4), so each refusal is checked here against what
+the rest of the API answers."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select, update
 
+from backend.config import get_settings
 from backend.db import unit_of_work
 from backend.models import Message, QuotaCounter, QuotaReservation, UsageRecord
 from backend.tenancy.permissions import Permission
@@ -40,12 +41,19 @@ async def _count(owner: Account, model: type[UsageRecord] | type[Message]) -> in
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-@pytest.mark.parametrize("route", ["rest", "openai"])
+@pytest.mark.parametrize("route", ["rest", "openai", "openai, own holds"])
 async def test_200_concurrent_requests_at_the_edge_cannot_overspend(
-    client: AsyncClient, handbook_kb: KnowledgeMaker, put_on_plan: PlanSetter, route: str
+    client: AsyncClient,
+    handbook_kb: KnowledgeMaker,
+    put_on_plan: PlanSetter,
+    route: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through the REST API (the quota held in the request's transaction) and through the
-    OpenAI-compatible one (held, with the conversation and question, in one SQL call)."""
+    OpenAI-compatible one (held by the process's leases, or, with leases off, by each reply
+    in a SQL call of its own)."""
+    if route == "openai, own holds":
+        monkeypatch.setattr(get_settings(), "quota_lease_seconds", 0)
     owner = await make_workspace()
     kb_id = await handbook_kb(owner)
     assistant = await create_assistant(client, owner, knowledge_base_ids=[kb_id])

@@ -44,9 +44,10 @@ def _from_openai_shape(body: dict[str, Any]) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     error = body["error"]
     assert isinstance(error, dict), body
-    assert set(error) == OPENAI_ERROR_KEYS, body
+    assert OPENAI_ERROR_KEYS <= set(error) <= OPENAI_ERROR_KEYS | {"limit", "resets_at"}, body
     assert error["type"] in ("invalid_request_error", "server_error"), body
-    return {"error": error["code"], "detail": error["message"]}
+    extra = {key: error[key] for key in ("limit", "resets_at") if key in error}
+    return {"error": error["code"], "detail": error["message"], **extra}
 
 
 def error_fields(response: Response) -> list[str]:
