@@ -85,9 +85,11 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Telegram's webhook first: it is the busiest route, and routes are matched in order.
+    # The busiest routes first, as routes are matched in order: Telegram's webhook and the
+    # OpenAI-compatible API.
     for router in (
         telegram_webhook_router,
+        openai_compatible_router,
         health_router,
         auth_router,
         me_router,
@@ -99,7 +101,6 @@ def create_app() -> FastAPI:
         conversations_router,
         feedback_router,
         usage_router,
-        openai_compatible_router,
         widget_router,
         widget_socket_router,
         telegram_router,

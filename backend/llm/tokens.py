@@ -37,10 +37,17 @@ def count_tokens(text: str) -> int:
 def count_message_tokens(messages: Sequence[ChatMessage]) -> int:
     """Prompt tokens of a chat request, as OpenAI counts them for its usage."""
     per_message = (
-        TOKENS_PER_MESSAGE + count_tokens(message.role) + count_tokens(message.content)
+        TOKENS_PER_MESSAGE + _counted(message.role) + _counted(message.content)
         for message in messages
     )
     return sum(per_message) + REPLY_PRIMER_TOKENS
+
+
+# An assistant's system prompt is the same for every reply that retrieves nothing new, and
+# counting it is most of a reply's CPU before its model call: the last few hundred are kept.
+@functools.lru_cache(maxsize=512)
+def _counted(text: str) -> int:
+    return count_tokens(text)
 
 
 def truncate_to_tokens(text: str, max_tokens: int) -> str:
