@@ -118,7 +118,7 @@ class ReplyPlan:
     call: ModelCall | None = None
     # A reply of the OpenAI-compatible API (prepare_chat_reply): its conversation and question,
     # saved with the answer; its share of a quota reservation; the API key to mark used.
-    new_conversation: Conversation | None = None
+    new_conversation: NewConversation | None = None
     share: Share | None = None
     mark_key: uuid.UUID | None = None
 
@@ -298,19 +298,12 @@ async def prepare_chat_reply(
     permission, NotFound or BadRequest for a name that finds no or several assistants, and
     QuotaExceeded (nothing saved) when a limit is reached."""
     assistant, workspace, mark_key = await _enter_chat(credentials, request, model)
-    conversation = Conversation(
-        id=uuid.uuid4(),
-        tenant_id=assistant.tenant_id,
-        assistant_id=assistant.id,
-        channel=Channel.api,
-        external_user_id=external_user_id,
-        title=content[:80],
-        meta={},
+    conversation = NewConversation(
+        uuid.uuid4(), assistant.tenant_id, assistant.id, external_user_id, content[:80]
     )
     plan = await _plan(None, assistant, workspace, conversation, content, history)
     plan.request = _overridden(plan.request, temperature, max_tokens)
     plan.new_conversation, plan.mark_key = conversation, mark_key
-    _question(plan, conversation, content, None)
     limits = _limits(assistant, workspace, conversation)
     tokens = _tokens_to_hold(plan)
     if len(limits) == 1 and get_settings().quota_lease_seconds > 0:
@@ -403,6 +396,19 @@ async def _enter_chat(
             found["assistant_knowledge_bases"],
         )
     return parsed["assistant"], parsed["workspace"], mark_key
+
+
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    """A conversation of the OpenAI-compatible API, saved with its first answer: its columns
+    (not an ORM object, whose construction costs more than the rest of the reply path)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    assistant_id: uuid.UUID
+    external_user_id: str | None
+    title: str
+    channel: Channel = Channel.api
 
 
 def _assistant_wanted(model: str) -> tuple[uuid.UUID | None, str | None]:
@@ -528,7 +534,7 @@ async def _plan(
     session: AsyncSession | None,
     assistant: Assistant,
     workspace: _Workspace,
-    conversation: Conversation,
+    conversation: Conversation | NewConversation,
     content: str,
     history: list[ChatMessage],
 ) -> ReplyPlan:
@@ -699,7 +705,7 @@ def _question(
 
 
 def _limits(
-    assistant: Assistant, workspace: _Workspace, conversation: Conversation
+    assistant: Assistant, workspace: _Workspace, conversation: Conversation | NewConversation
 ) -> list[quota.Limit]:
     wanted = [quota.month_limit(workspace.limits)]
     if assistant.visitor_daily_message_cap is not None:
@@ -847,9 +853,21 @@ class ReplyRun:
                 )
         if self.falls_back:
             await _record_unanswered(plan, self._fallback_reason())
-        if plan.question_message is None:
+        question = plan.question_message
+        if question is None and plan.new_conversation is not None:
+            question = Message(
+                id=plan.question_id,
+                tenant_id=plan.tenant_id,
+                conversation_id=plan.conversation_id,
+                role=MessageRole.user,
+                content=plan.question,
+                status=MessageStatus.complete,
+                citations=[],
+                meta={},
+            )
+        if question is None:
             raise RuntimeError("a reply plan must come from prepare_reply")
-        self._result = ReplyResult(plan.question_message, answer, usage_id, cost)
+        self._result = ReplyResult(question, answer, usage_id, cost)
         return self._result
 
     def _fallback_reason(self) -> str:
@@ -888,8 +906,8 @@ class ReplyRun:
 
 def _chat_values(plan: ReplyPlan) -> tuple[Any, ...]:
     """The conversation and question columns of a reply of the OpenAI-compatible API."""
-    conversation, question = plan.new_conversation, plan.question_message
-    if conversation is None or question is None:
+    conversation = plan.new_conversation
+    if conversation is None:
         raise RuntimeError("a chat reply's plan must come from prepare_chat_reply")
     return (
         plan.tenant_id,
@@ -898,9 +916,9 @@ def _chat_values(plan: ReplyPlan) -> tuple[Any, ...]:
         conversation.channel.value,
         conversation.external_user_id,
         conversation.title,
-        question.id,
-        question.content,
-        json.dumps(question.meta),
+        plan.question_id,
+        plan.question,
+        "{}",
     )
 
 

@@ -202,12 +202,15 @@ def upgrade() -> None:
             VALUES (
                 p_conversation_id, p_tenant_id, p_assistant_id, p_channel::channel,
                 p_external_user_id, p_title, 'open', now(), '{}');
+            -- The question dates from when the reply began, by the database's clock: before
+            -- the answer, which the same transaction saves, so they list in order.
             INSERT INTO messages (
                 id, tenant_id, conversation_id, role, content, status, citations,
-                prompt_tokens, completion_tokens, metadata)
+                prompt_tokens, completion_tokens, metadata, created_at)
             VALUES (
                 p_question_id, p_tenant_id, p_conversation_id, 'user', p_question, 'complete',
-                '[]', 0, 0, p_question_meta);
+                '[]', 0, 0, p_question_meta,
+                now() - make_interval(secs => GREATEST(p_latency_ms, 1) / 1000.0));
             -- The answer and its usage row; no reservation of its own to settle there.
             saved_at := parley_finish_reply(
                 p_tenant_id, p_conversation_id, p_answer_id, p_content, p_status, p_citations,

@@ -74,7 +74,8 @@ async def test_a_known_caller_is_answered_from_the_cache_and_saved_as_before(
     messages = await client.get(
         f"/api/v1/conversations/{conversation}/messages", headers=owner.headers()
     )
-    assert [m["role"] for m in messages.json()["items"]] == ["user", "assistant"]
+    # Newest first: the question, saved with its answer, dates from when the reply began.
+    assert [m["role"] for m in messages.json()["items"]] == ["assistant", "user"]
 
 
 async def test_a_revoked_key_is_refused_once_the_change_arrives(
