@@ -691,17 +691,28 @@ def _question(
     content: str,
     meta: dict[str, Any] | None,
 ) -> Message:
-    question = Message(
-        id=uuid.uuid4(),
-        tenant_id=conversation.tenant_id,
-        conversation_id=conversation.id,
+    question = _question_message(uuid.uuid4(), plan.tenant_id, conversation.id, content, meta)
+    plan.question_id, plan.question_message = question.id, question
+    return question
+
+
+def _question_message(
+    question_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    content: str,
+    meta: dict[str, Any] | None,
+) -> Message:
+    return Message(
+        id=question_id,
+        tenant_id=tenant_id,
+        conversation_id=conversation_id,
         role=MessageRole.user,
         content=content,
+        status=MessageStatus.complete,
         citations=[],
         meta=meta or {},
     )
-    plan.question_id, plan.question_message = question.id, question
-    return question
 
 
 def _limits(
@@ -855,15 +866,8 @@ class ReplyRun:
             await _record_unanswered(plan, self._fallback_reason())
         question = plan.question_message
         if question is None and plan.new_conversation is not None:
-            question = Message(
-                id=plan.question_id,
-                tenant_id=plan.tenant_id,
-                conversation_id=plan.conversation_id,
-                role=MessageRole.user,
-                content=plan.question,
-                status=MessageStatus.complete,
-                citations=[],
-                meta={},
+            question = _question_message(
+                plan.question_id, plan.tenant_id, plan.conversation_id, plan.question, None
             )
         if question is None:
             raise RuntimeError("a reply plan must come from prepare_reply")

@@ -128,6 +128,18 @@ async def test_a_lease_whose_time_is_up_gives_back_what_it_did_not_hand_out(
     await book.close()
 
 
+async def test_a_reply_that_does_not_run_gives_its_share_back() -> None:
+    """A request that fails after taking its share, before its model call: nothing stays held
+    once the lease is given back."""
+    tenant = await _workspace()
+    plan = _plan(limits(replies=40))
+    book = LeaseBook()
+    share = await book.take(tenant, plan, 0)
+    book.give_back(tenant, share)
+    await book.close()
+    assert await _state(tenant) == _none()
+
+
 async def test_two_processes_at_the_edge_of_a_quota_never_overspend() -> None:
     tenant = await _workspace()
     plan = _plan(limits(replies=25))
