@@ -15,7 +15,8 @@
 - `parley_settle_quota_share` settles part of a reservation: one reply of a lease (what it
   held, what it used), or a lease's unused rest (used 0). The reservation's row goes once
   nothing (no reply, no token) is held on it any more. A reservation the stale-hold sweep
-  already released changes nothing, as with `parley_settle_quota`.
+  already released changes nothing. `parley_settle_quota`, which settles a whole
+  reservation, now settles it as a share of everything it holds.
 - `parley_finish_chat_reply` is `parley_finish_reply` for a reply whose conversation and
   question were not saved before the model was asked: it saves them first, settles the
   reply's share of its reservation and marks the API key used (at most once per
@@ -126,6 +127,26 @@ def upgrade() -> None:
     )
     op.execute(
         """
+        CREATE OR REPLACE FUNCTION parley_settle_quota(
+            p_reservation_id uuid, p_replies integer, p_tokens bigint)
+        RETURNS boolean
+        LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+        DECLARE
+            held record;
+        BEGIN
+            SELECT r.replies, r.tokens INTO held FROM quota_reservations r
+            WHERE r.id = p_reservation_id
+            FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;
+            RETURN parley_settle_quota_share(
+                p_reservation_id, held.replies, held.tokens, p_replies, p_tokens);
+        END $$
+        """
+    )
+    op.execute(
+        """
         CREATE FUNCTION parley_lease_quota(
             p_tenant_id uuid, p_lease_id uuid, p_scope text, p_period date,
             p_replies_limit bigint, p_tokens_limit bigint, p_want integer,
@@ -231,15 +252,16 @@ def upgrade() -> None:
     for signature in (SHARE, LEASE, FINISH):
         op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
         op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {APP_ROLE}")
-    op.execute(f"DROP FUNCTION {_previous().OPEN}")
+    op.execute(f"DROP FUNCTION {_previous('20261207_e4a9c2f7b1d3_chat_reply_functions').OPEN}")
 
 
-def _previous() -> Any:
-    return importlib.import_module("migrations.versions.20261207_e4a9c2f7b1d3_chat_reply_functions")
+def _previous(name: str) -> Any:
+    return importlib.import_module(f"migrations.versions.{name}")
 
 
 def downgrade() -> None:
-    previous = _previous()
+    op.execute(_previous("20261207_f1c3a8e5d2b7_finish_reply_function").SETTLE_SQL)
+    previous = _previous("20261207_e4a9c2f7b1d3_chat_reply_functions")
     op.execute(previous.OPEN_SQL)
     op.execute(f"REVOKE ALL ON FUNCTION {previous.OPEN} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {previous.OPEN} TO {APP_ROLE}")

@@ -36,11 +36,10 @@ FINISH = (
     " jsonb, uuid, uuid, text, bigint, uuid, integer, bigint)"
 )
 
-
-def upgrade() -> None:
-    op.execute(
-        """
-        CREATE FUNCTION parley_settle_quota(
+# Migration c5e8b3d1a9f4 makes it settle through `parley_settle_quota_share`; its downgrade
+# restores this text.
+SETTLE_SQL = """
+        CREATE OR REPLACE FUNCTION parley_settle_quota(
             p_reservation_id uuid, p_replies integer, p_tokens bigint)
         RETURNS boolean
         LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
@@ -69,8 +68,11 @@ def upgrade() -> None:
             END LOOP;
             RETURN true;
         END $$
-        """
-    )
+"""
+
+
+def upgrade() -> None:
+    op.execute(SETTLE_SQL)
     op.execute(
         """
         CREATE FUNCTION parley_finish_reply(
