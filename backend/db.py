@@ -274,6 +274,17 @@ class RawConnection:
         return None if row is None else row[0]
 
 
+def in_workspace(call: str, *, wait_for_disk: bool = True) -> str:
+    """A `RawConnection` statement that runs `call` (a SQL function call) in the workspace its
+    parameter $1 names, which row-level security reads; without waiting for the disk at commit
+    if `wait_for_disk` is false. The settings last for that statement's transaction only."""
+    settings = ["set_config('app.tenant_id', CAST($1::uuid AS text), true)"]
+    if not wait_for_disk:
+        settings.append("set_config('synchronous_commit', 'off', true)")
+    # FROM runs first: the settings are in place when `call` runs.
+    return f"SELECT {call} FROM (SELECT {', '.join(settings)}) AS entered"  # noqa: S608
+
+
 @asynccontextmanager
 async def raw_connection() -> AsyncIterator[RawConnection]:
     """A `RawConnection` from the engine's pool, given back (or discarded, if it broke) at

@@ -46,7 +46,7 @@ from backend.assistants import prompt
 from backend.assistants.chat_entries import entry_cache
 from backend.assistants.providers import chat_model_for, chat_provider_for
 from backend.config import PlanLimits, get_settings
-from backend.db import end_request_transaction, raw_connection, unit_of_work
+from backend.db import end_request_transaction, in_workspace, raw_connection, unit_of_work
 from backend.errors import BadRequest, NotFound
 from backend.knowledge.providers import OpenAIEndpoint, endpoint_of
 from backend.knowledge.retrieval import SearchFailed, search
@@ -256,15 +256,9 @@ _FINISH_REPLY = (
     "SELECT parley_finish_reply("
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 )
-# A reply's own hold, where a lease cannot serve it (migration e4a9c2f7b1d3), in the
-# workspace's context and without waiting for the disk, as the reply's final call commits
-# durably.
-_HOLD_CHAT_REPLY = (
-    "SELECT parley_hold_quota($1, $2, $3, $4, $5, $6) FROM (SELECT"
-    " set_config('app.tenant_id', CAST($1::uuid AS text), true),"
-    " set_config('synchronous_commit', 'off', true)"
-    ") AS entered"
-)
+# A reply's own hold, where a lease cannot serve it (migration e4a9c2f7b1d3), without waiting
+# for the disk, as the reply's final call commits durably.
+_HOLD_CHAT_REPLY = in_workspace("parley_hold_quota($1, $2, $3, $4, $5, $6)", wait_for_disk=False)
 # The conversation, the question, the answer, its usage row, the reply's share of its quota
 # reservation settled and the API key marked used, in one durable transaction (migration
 # c5e8b3d1a9f4).

@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from backend.config import get_settings
-from backend.db import raw_connection
+from backend.db import in_workspace, raw_connection
 from backend.usage import quota
 
 log = structlog.get_logger(__name__)
@@ -45,11 +45,7 @@ FIRST_LEASE = 2
 TOKEN_MARGIN = 1.25
 
 _LEASE = "SELECT parley_lease_quota($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-# In the workspace's context, which row-level security needs.
-_GIVE_BACK = (
-    "SELECT parley_settle_quota_share($2, $3, $4, 0, 0)"
-    " FROM (SELECT set_config('app.tenant_id', CAST($1::uuid AS text), true)) AS entered"
-)
+_GIVE_BACK = in_workspace("parley_settle_quota_share($2, $3, $4, 0, 0)")
 
 
 @dataclass(eq=False)
