@@ -83,6 +83,10 @@ def create_app() -> FastAPI:
             "(`Authorization: Bearer prl_...`) imply their workspace."
         ),
         lifespan=lifespan,
+        # Parley's metrics are Prometheus's (backend.metrics) and its logs structlog's; FastAPI's
+        # own OpenTelemetry instrumentation is off, which also spares every request its look-up
+        # of the global OpenTelemetry providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
     # The busiest routes first, as routes are matched in order: Telegram's webhook and the

@@ -573,11 +573,13 @@ class Tracer:
         self._monitor: asyncio.Task[None] | None = None
 
     def install(self) -> None:
+        import openai
         from sqlalchemy import event
 
         from backend.assistants import engine, openai_compat
         from backend.db import RawConnection, get_engine
         from backend.knowledge import retrieval
+        from backend.llm import openai_provider
         from backend.usage import leases
 
         _wrap_async(
@@ -601,16 +603,28 @@ class Tracer:
         _wrap_sync(engine, "chat_provider_for", "chat_client")
         _wrap_sync(engine, "count_message_tokens", "prompt_tokens")
         _wrap_async(engine.ReplyRun, "_finish", "finish", stage_in="finish")
+        # The model call's way out: its task started, the SDK called, the HTTP client's request
+        # hook reached (the request is built), the body written to the connection.
+        _wrap_sync(engine.ModelCall, "__init__", "model_call", mark_in="call_start")
+        _wrap_async(engine.ModelCall, "_pull", "pull", mark_in="pull_start")
+        _wrap_async(openai.AsyncOpenAI, "post", "sdk_post", mark_in="sdk_post")
+        _wrap_async(openai_provider, "_traced", "request_hook", mark_in="request_built")
+        _wrap_sync(openai_provider, "request_sent", "sent", mark_in="body_written")
 
-        original_chunk = openai_compat._chunk
+        original_text_chunks = openai_compat._text_chunks
 
-        def chunk(completion_id: str, model: str, delta: dict[str, Any], **extra: Any) -> bytes:
-            trace = _TRACE.get()
-            if trace is not None and delta.get("content"):
-                trace.marks.setdefault("first_content_chunk", now())
-            return original_chunk(completion_id, model, delta, **extra)
+        def text_chunks(completion_id: str, model: str, created: int) -> Callable[[str], bytes]:
+            text_chunk = original_text_chunks(completion_id, model, created)
 
-        setattr(openai_compat, "_chunk", chunk)  # noqa: B010
+            def chunk(text: str) -> bytes:
+                trace = _TRACE.get()
+                if trace is not None and text:
+                    trace.marks.setdefault("first_content_chunk", now())
+                return text_chunk(text)
+
+            return chunk
+
+        setattr(openai_compat, "_text_chunks", text_chunks)  # noqa: B010
 
         sync_engine = get_engine().sync_engine
 
@@ -1393,6 +1407,12 @@ SEGMENTS = (
     ("middleware, routing, reading and validating the body", "start", "handler"),
     ("the handler until the reply is prepared", "handler", "prepare_start"),
     ("prepare_chat_reply: caller, assistant, prompt, quota", "prepare_start", "prepare_end"),
+    ("  until the model call starts", "prepare_start", "call_start"),
+    ("  until its task runs", "call_start", "pull_start"),
+    ("  until the SDK is called", "pull_start", "sdk_post"),
+    ("  the SDK building the request", "sdk_post", "request_built"),
+    ("  the HTTP client sending it", "request_built", "body_written"),
+    ("  until prepare_chat_reply returns", "body_written", "prepare_end"),
     ("from there until the upstream has the request", "prepare_end", "arrival"),
     ("upstream's first token (fixed delay) and SSE parsing", "arrival", "first_content_chunk"),
     ("building and sending the chunk", "first_content_chunk", "first_content_sent"),

@@ -30,7 +30,6 @@ import json
 import re
 import time
 import uuid
-from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from backend.llm import (
     TextDelta,
 )
 from backend.llm.sent import notifying
-from backend.llm.tokens import count_message_tokens, count_tokens
+from backend.llm.tokens import count_message_tokens, count_tokens, message_token_bound
 from backend.models import (
     Assistant,
     AssistantKnowledgeBase,
@@ -138,17 +137,18 @@ class ModelCall:
         self._first: asyncio.Task[StreamEvent | None] = asyncio.get_running_loop().create_task(
             self._pull(), context=notifying(self._sent.set, gate)
         )
+        # A call that ends without sending anything (an offline answer, an open circuit, a
+        # failure) ends the wait for its request too.
+        self._first.add_done_callback(lambda _: self._sent.set())
         self._handed_over = False
 
     async def request_sent(self, at_most: float) -> None:
         """Wait until the request is written to the model server's connection, or the call has
         ended (an offline answer, an open circuit), but at most `at_most` seconds (a new
         connection's handshake is not waited for)."""
-        waiter = asyncio.ensure_future(self._sent.wait())
-        try:
-            await asyncio.wait({waiter, self._first}, timeout=at_most, return_when=FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most):
+                await self._sent.wait()
 
     async def _pull(self) -> StreamEvent | None:
         try:
@@ -295,12 +295,16 @@ async def prepare_chat_reply(
     conversation = NewConversation(
         uuid.uuid4(), assistant.tenant_id, assistant.id, external_user_id, content[:80]
     )
-    plan = await _plan(None, assistant, workspace, conversation, content, history)
+    limits = _limits(assistant, workspace, conversation)
+    leased = len(limits) == 1 and get_settings().quota_lease_seconds > 0
+    # A lease holds the prompt's bound, so the question is tokenized after the request left.
+    plan = await _plan(
+        None, assistant, workspace, conversation, content, history, count_prompt=not leased
+    )
     plan.request = _overridden(plan.request, temperature, max_tokens)
     plan.new_conversation, plan.mark_key = conversation, mark_key
-    limits = _limits(assistant, workspace, conversation)
     tokens = _tokens_to_hold(plan)
-    if len(limits) == 1 and get_settings().quota_lease_seconds > 0:
+    if leased:
         book = lease_book()
         plan.share = await book.take(assistant.tenant_id, limits[0], tokens)
         try:
@@ -314,6 +318,7 @@ async def prepare_chat_reply(
                 await plan.call.call_off()
             book.give_back(assistant.tenant_id, plan.share)
             raise
+        plan.prompt_tokens = count_message_tokens(plan.request.messages)
         return plan
     hold = quota.hold_for(assistant.tenant_id, limits, replies=1, tokens=tokens)
     # The model request is built while the hold is on its way, and sent once it is held.
@@ -531,7 +536,11 @@ async def _plan(
     conversation: Conversation | NewConversation,
     content: str,
     history: list[ChatMessage],
+    *,
+    count_prompt: bool = True,
 ) -> ReplyPlan:
+    """With `count_prompt=False`, `prompt_tokens` is only a bound (`message_token_bound`): the
+    caller counts the prompt once the model call is under way."""
     settings = get_settings()
     started = time.perf_counter()
     hits: list[SearchHit] = []
@@ -602,7 +611,7 @@ async def _plan(
         fallback_reason=fallback_reason,
         citations={n: citations[n] for n in (p.number for p in passages)},
         reservation=quota.Reservation(uuid.uuid4(), assistant.tenant_id, (), 0, 0),
-        prompt_tokens=count_message_tokens(messages),
+        prompt_tokens=(count_message_tokens if count_prompt else message_token_bound)(messages),
         meta=meta,
     )
 

@@ -9,9 +9,10 @@ Answers carry two extensions the SDK passes through: `citations` and `parley`.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -149,11 +150,13 @@ def _extension(result: ReplyResult) -> dict[str, Any]:
     }
 
 
-def _chunk(completion_id: str, model: str, delta: dict[str, Any], **extra: Any) -> bytes:
+def _chunk(
+    completion_id: str, model: str, created: int, delta: dict[str, Any], **extra: Any
+) -> bytes:
     body = {
         "id": completion_id,
         "object": "chat.completion.chunk",
-        "created": int(time.time()),
+        "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": extra.pop("finish", None)}],
         **extra,
@@ -161,15 +164,29 @@ def _chunk(completion_id: str, model: str, delta: dict[str, Any], **extra: Any) 
     return sse_event(body)
 
 
+# Text no delta can hold (PlainText refuses NUL), standing for a delta's text in a template.
+_TEXT_SLOT = "\x00text\x00"
+
+
+def _text_chunks(completion_id: str, model: str, created: int) -> Callable[[str], bytes]:
+    """The event of a text delta, as `_chunk` writes it, from a template made once per stream:
+    the deltas of a stream differ only in their text."""
+    slot = json.dumps(_TEXT_SLOT).encode()
+    head, tail = _chunk(completion_id, model, created, {"content": _TEXT_SLOT}).split(slot)
+    return lambda text: b"".join((head, json.dumps(text).encode(), tail))
+
+
 async def _chunks(
     run: ReplyRun, completion_id: str, model: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
+    created = int(time.time())
+    text_chunk = _text_chunks(completion_id, model, created)
+    yield _chunk(completion_id, model, created, {"role": "assistant", "content": ""})
     sent = False
     try:
         async for text in run.deltas():
             sent = True
-            yield _chunk(completion_id, model, {"content": text})
+            yield text_chunk(text)
     except BaseException:
         await run.finish(cancelled=True)
         raise
@@ -177,12 +194,11 @@ async def _chunks(
     if run.falls_back:
         # The final text is the fallback message; a client that showed partial text gets a
         # line break before it.
-        yield _chunk(
-            completion_id, model, {"content": ("\n\n" if sent else "") + result.answer.content}
-        )
+        yield text_chunk(("\n\n" if sent else "") + result.answer.content)
     yield _chunk(
         completion_id,
         model,
+        created,
         {},
         finish="stop",
         citations=result.answer.citations,
@@ -192,7 +208,7 @@ async def _chunks(
         body = {
             "id": completion_id,
             "object": "chat.completion.chunk",
-            "created": int(time.time()),
+            "created": created,
             "model": model,
             "choices": [],
             "usage": _usage(result),

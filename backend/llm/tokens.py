@@ -43,6 +43,22 @@ def count_message_tokens(messages: Sequence[ChatMessage]) -> int:
     return sum(per_message) + REPLY_PRIMER_TOKENS
 
 
+def message_token_bound(messages: Sequence[ChatMessage]) -> int:
+    """At least `count_message_tokens(messages)`, without tokenizing the last message (a
+    reply's new question): it is bounded by its UTF-8 length, as every token of the table
+    stands for at least one byte. For a quota hold made before the model call; the exact count
+    can follow once the request has left."""
+    if not messages:
+        return REPLY_PRIMER_TOKENS
+    last = messages[-1]
+    return (
+        count_message_tokens(messages[:-1])
+        + TOKENS_PER_MESSAGE
+        + _counted(last.role)
+        + len(last.content.encode("utf-8"))
+    )
+
+
 # An assistant's system prompt is the same for every reply that retrieves nothing new, and
 # counting it is most of a reply's CPU before its model call: the last few hundred are kept.
 @functools.lru_cache(maxsize=512)
