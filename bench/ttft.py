@@ -74,6 +74,7 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
+import gc
 import json
 import os
 import re
@@ -625,6 +626,26 @@ class Tracer:
             return chunk
 
         setattr(openai_compat, "_text_chunks", text_chunks)  # noqa: B010
+
+        # Garbage collections, counted per step; their pauses before the model request is
+        # written add to the time to first token.
+        collecting: list[float] = []
+
+        def on_collection(phase: str, info: dict[str, Any]) -> None:
+            trace = _TRACE.get()
+            if trace is None:
+                return
+            if phase == "start":
+                collecting.append(now())
+                return
+            if not collecting:
+                return
+            paused = now() - collecting.pop()
+            trace.count(f"gc gen{info['generation']}")
+            if "body_written" not in trace.marks:
+                trace.spans["gc_presend"] = trace.spans.get("gc_presend", 0.0) + paused
+
+        gc.callbacks.append(on_collection)
 
         sync_engine = get_engine().sync_engine
 
@@ -1432,6 +1453,7 @@ PREPARE_SPANS = (
     ("chat_client", "chat client construction (openai.AsyncOpenAI), blocking"),
     ("prompt_tokens", "prompt token count, blocking"),
     ("prepare sql", "  SQL statements sent through SQLAlchemy (retrieval)"),
+    ("gc_presend", "garbage collection before the request is written"),
 )
 
 

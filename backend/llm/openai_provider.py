@@ -88,6 +88,9 @@ class OpenAIChatProvider:
             timeout=timeout,
             http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [_traced]}),
         )
+        # The endpoint's absolute URL: the SDK takes it as it is, where a path relative to its
+        # base URL is parsed and merged on every call (about 60 us).
+        self._completions_url = str(self._client.base_url.join("chat/completions"))
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         self.model = request.model
@@ -147,7 +150,7 @@ class OpenAIChatProvider:
             # by their annotations, and its pydantic model of each chunk about 0.6 ms of CPU
             # per chunk (docs/performance.md), more than the rest of the relay together.
             raw = await self._client.post(
-                "/chat/completions",
+                self._completions_url,
                 cast_to=httpx2.Response,
                 body={
                     "model": request.model,

@@ -10,13 +10,14 @@ from typing import Any
 
 from httpx import AsyncClient
 
+from backend.llm import count_tokens
 from backend.tenancy.permissions import Permission
 from tests.factories.accounts import Account
 from tests.factories.assistants import create_assistant
 from tests.factories.responses import assert_error
 from tests.factories.tenancy import make_workspace
 from tests.factories.workspaces import create_api_key
-from tests.standins.openai_chat import ChatStandIn
+from tests.standins.openai_chat import ChatStandIn, count_prompt_tokens
 
 QUESTION = [{"role": "user", "content": "Hello?"}]
 
@@ -178,3 +179,27 @@ async def test_hostile_names_and_questions_get_clear_4xx_answers(client: AsyncCl
     # Nothing of the refused calls was kept.
     listed = await client.get("/api/v1/conversations", headers=owner.headers())
     assert listed.json()["items"] == []
+
+
+async def test_a_reply_whose_server_reports_no_usage_is_metered_by_its_prompt(
+    client: AsyncClient, chat_server: ChatStandIn
+) -> None:
+    """The quota is held with a bound of the prompt (the question is not tokenized before the
+    model is asked); the reply is still metered with the prompt's exact count."""
+    owner = await make_workspace()
+    assistant = await create_assistant(client, owner, instructions="Answer as the shop.")
+    headers = await _key_headers(client, owner)
+    chat_server.reply = "Hello back."
+    chat_server.reports_usage = False
+    question = "Grüße! Wann öffnet der Laden am Samstag? 東京 🙂"
+    response = await client.post(
+        "/v1/chat/completions",
+        json={"model": assistant["id"], "messages": [{"role": "user", "content": question}]},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    sent = chat_server.requests[-1]["messages"]
+    assert usage["prompt_tokens"] == count_prompt_tokens(sent)
+    # The check can tell: this question's bound is well above its count.
+    assert count_tokens(question) + 10 < len(question.encode("utf-8"))

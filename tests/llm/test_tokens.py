@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.llm import ChatMessage, count_message_tokens, count_tokens, truncate_to_tokens
-from backend.llm.tokens import load_encoding
+from backend.llm.tokens import load_encoding, message_token_bound
 
 
 def test_counts_match_openais_cl100k_base() -> None:
@@ -53,3 +53,31 @@ def test_truncation_never_splits_a_character(text: str) -> None:
         assert text.startswith(head)
         assert "\ufffd" not in head
         assert count_tokens(head) <= limit
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "hello world",
+        "Grüße aus Köln",
+        "東京の天気は？",
+        "🙂🙃 emoji",
+        "<|endoftext|> marker",
+        "  \n\t ",
+    ],
+)
+def test_the_bound_holds_the_count_without_tokenizing_the_question(question: str) -> None:
+    messages = [
+        ChatMessage("system", "You are a helpful assistant."),
+        ChatMessage("user", "earlier question"),
+        ChatMessage("assistant", "earlier answer"),
+        ChatMessage("user", question),
+    ]
+
+    exact = count_message_tokens(messages)
+    bound = message_token_bound(messages)
+
+    # Every message but the last is counted; the last is bounded by its UTF-8 length.
+    assert bound >= exact
+    assert bound - exact == len(question.encode("utf-8")) - count_tokens(question)
+    assert message_token_bound([]) == count_message_tokens([])

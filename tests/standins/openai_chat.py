@@ -132,6 +132,8 @@ class ChatStandIn:
         self.token_delay = token_delay
         # Seconds the stream stays open after `data: [DONE]` before it ends (a lax server).
         self.linger_after_done = 0.0
+        # False: no usage chunk even when asked for one, as some compatible servers do.
+        self.reports_usage = True
         self.requests: list[dict[str, Any]] = []
         # The client's (host, port) of each request: one port per connection it opened.
         self.peers: list[tuple[str, int]] = []
@@ -374,7 +376,7 @@ class ChatStandIn:
                 await self._pause(self.token_delay)
             await _send(response, _chunk(envelope, {"content": pieces[index]}))
         await _send(response, _chunk(envelope, {}, finish_reason=reply.finish_reason))
-        if include_usage:
+        if include_usage and self.reports_usage:
             await _send(response, {**envelope, "choices": [], "usage": _usage(reply)})
         await response.write(b"data: [DONE]\n\n")
         await self._pause(self.linger_after_done)
