@@ -604,10 +604,9 @@ class Tracer:
         _wrap_sync(engine, "chat_provider_for", "chat_client")
         _wrap_sync(engine, "count_message_tokens", "prompt_tokens")
         _wrap_async(engine.ReplyRun, "_finish", "finish", stage_in="finish")
-        # The model call's way out: its task started, the SDK called, the HTTP client's request
+        # The model call's way out: the call begun, the SDK called, the HTTP client's request
         # hook reached (the request is built), the body written to the connection.
-        _wrap_sync(engine.ModelCall, "__init__", "model_call", mark_in="call_start")
-        _wrap_async(engine.ModelCall, "_pull", "pull", mark_in="pull_start")
+        _wrap_async(engine.ModelCall, "streaming", "model_call", mark_in="call_start")
         _wrap_async(openai.AsyncOpenAI, "post", "sdk_post", mark_in="sdk_post")
         _wrap_async(openai_provider, "_traced", "request_hook", mark_in="request_built")
         _wrap_sync(openai_provider, "request_sent", "sent", mark_in="body_written")
@@ -1429,8 +1428,7 @@ SEGMENTS = (
     ("the handler until the reply is prepared", "handler", "prepare_start"),
     ("prepare_chat_reply: caller, assistant, prompt, quota", "prepare_start", "prepare_end"),
     ("  until the model call starts", "prepare_start", "call_start"),
-    ("  until its task runs", "call_start", "pull_start"),
-    ("  until the SDK is called", "pull_start", "sdk_post"),
+    ("  until the SDK is called", "call_start", "sdk_post"),
     ("  the SDK building the request", "sdk_post", "request_built"),
     ("  the HTTP client sending it", "request_built", "body_written"),
     ("  until prepare_chat_reply returns", "body_written", "prepare_end"),

@@ -17,8 +17,9 @@ A reply runs in three short transactions, none of them open while the model is g
 The OpenAI-compatible API's replies, each in a new conversation, take `prepare_chat_reply`
 instead of step 1: the caller and the assistant from this process's entry for them (else one
 SQL function call), retrieval, and the quota from this process's lease of the plan (else one
-SQL call); only then is the model called. Their conversation and question are saved with the
-answer, in step 3 (`parley_finish_chat_reply`).
+SQL call); only then is the model called, in the request's own task (`ModelCall.streaming`:
+no task to wait for), until the model server streams. Their conversation and question are
+saved with the answer, in step 3 (`parley_finish_chat_reply`).
 """
 
 from __future__ import annotations
@@ -134,13 +135,36 @@ class ModelCall:
         self.started = time.perf_counter()
         self._stream = provider.stream(request)
         self._sent = asyncio.Event()
-        self._first: asyncio.Task[StreamEvent | None] = asyncio.get_running_loop().create_task(
+        self._first: asyncio.Future[StreamEvent | None] = asyncio.get_running_loop().create_task(
             self._pull(), context=notifying(self._sent.set, gate)
         )
         # A call that ends without sending anything (an offline answer, an open circuit, a
         # failure) ends the wait for its request too.
         self._first.add_done_callback(lambda _: self._sent.set())
         self._handed_over = False
+
+    @classmethod
+    async def streaming(cls, provider: ChatProvider, request: ChatRequest) -> ModelCall:
+        """A call begun in the caller's own task, for a caller with nothing to do meanwhile:
+        returns once the model server is streaming its answer (`Streaming`), or with the
+        call's first event or failure kept for `events()` (an offline answer, an open circuit,
+        a refused request). No task is started, so the request leaves without waiting for one
+        to be scheduled."""
+        call = cls.__new__(cls)
+        call.started = time.perf_counter()
+        call._stream = provider.stream(request)
+        call._sent = asyncio.Event()
+        call._sent.set()
+        call._handed_over = False
+        first: asyncio.Future[StreamEvent | None] = asyncio.get_running_loop().create_future()
+        call._first = first
+        try:
+            first.set_result(await anext(call._stream))
+        except StopAsyncIteration:
+            first.set_result(None)
+        except Exception as exc:  # raised by events(), as a task's would be
+            first.set_exception(exc)
+        return call
 
     async def request_sent(self, at_most: float) -> None:
         """Wait until the request is written to the model server's connection, or the call has
@@ -309,10 +333,10 @@ async def prepare_chat_reply(
         plan.share = await book.take(assistant.tenant_id, limits[0], tokens)
         try:
             if plan.provider is not None:
-                plan.call = ModelCall(plan.provider, plan.request)
-                # The request leaves before the response starts: that work, on this event
-                # loop, would otherwise hold it back.
-                await plan.call.request_sent(SEND_WAIT_SECONDS)
+                # Asked right here: the request leaves before the response starts (that work,
+                # on this event loop, would otherwise hold it back), and without waiting for a
+                # task of its own to be scheduled.
+                plan.call = await ModelCall.streaming(plan.provider, plan.request)
         except BaseException:
             if plan.call is not None:
                 await plan.call.call_off()

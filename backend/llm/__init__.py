@@ -14,6 +14,7 @@ from backend.llm.types import (
     ProviderError,
     ProviderUnavailable,
     StreamEvent,
+    Streaming,
     TextDelta,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "StreamEvent",
+    "Streaming",
     "TextDelta",
     "breaker_for",
     "count_message_tokens",

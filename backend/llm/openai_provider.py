@@ -42,6 +42,7 @@ from backend.llm.types import (
     Finished,
     ProviderError,
     StreamEvent,
+    Streaming,
     TextDelta,
 )
 
@@ -50,6 +51,7 @@ NO_KEY = "no-key"  # sent when the server needs no key: the SDK insists on one
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 # How long the rest of a response after `[DONE]` is waited for (see _read_to_the_end).
 DRAIN_SECONDS = 0.5
+STREAMING = Streaming()
 
 
 class OpenAIChatProvider:
@@ -164,6 +166,7 @@ class OpenAIChatProvider:
                 stream_cls=None,
             )
             try:
+                yield STREAMING
                 lines = raw.aiter_lines()
                 async for data in sse_data(lines):
                     if data.startswith("[DONE]"):

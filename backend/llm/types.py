@@ -52,7 +52,14 @@ class Finished:
     finish_reason: str | None
 
 
-StreamEvent = TextDelta | Finished
+@dataclass(frozen=True)
+class Streaming:
+    """The model server has accepted the request and is streaming its answer (its response
+    headers are in); no text yet. Yielded before the first delta by providers that send a
+    request, again after each retry; consumers of the text skip it."""
+
+
+StreamEvent = TextDelta | Finished | Streaming
 
 
 class ProviderError(Exception):
@@ -103,7 +110,8 @@ class ChatProvider(Protocol):
     model: str  # the model actually used: "gpt-4o-mini", "parley-extractive"
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """The reply as text deltas, then exactly one `Finished`."""
+        """The reply as text deltas, then exactly one `Finished`; a provider that sends a
+        request yields `Streaming` once the server has accepted it."""
         ...
 
     async def aclose(self) -> None: ...

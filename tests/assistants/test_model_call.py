@@ -27,7 +27,7 @@ from backend.assistants import engine
 from backend.assistants.engine import ModelCall, ReplyRun, prepare_reply
 from backend.assistants.providers import chat_provider_for
 from backend.db import get_engine, unit_of_work
-from backend.llm import ChatRequest, ProviderUnavailable, StreamEvent, TextDelta
+from backend.llm import ChatRequest, ProviderUnavailable, StreamEvent, Streaming, TextDelta
 from backend.llm.sent import notifying as engine_notifying
 from backend.models import (
     Message,
@@ -392,3 +392,33 @@ async def test_a_gated_call_sends_its_request_only_once_released(chat_server: Ch
     await refused.call_off()
     await asyncio.sleep(0.1)
     assert chat_server.request_count == 1  # the call never left
+
+
+async def test_a_call_begun_in_its_callers_task_returns_once_the_server_streams(
+    chat_server: ChatStandIn,
+) -> None:
+    provider = chat_provider_for(ModelProvider.openai, None)
+    chat_server.reply = "Asked inline."
+    chat_server.first_token_delay = 0.5
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    call = await ModelCall.streaming(provider, chat_request())
+
+    # Back before the first token, with the request at the server, and no task of its own.
+    assert loop.time() - started < 0.4
+    assert chat_server.request_count == 1
+    pulling = [t for t in asyncio.all_tasks() if "ModelCall" in repr(t.get_coro())]
+    assert pulling == []
+    events = [event async for event in call.events()]
+    assert isinstance(events[0], Streaming)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Asked inline."
+
+    # A call that fails before anything streams keeps its failure for events(), as a
+    # reply's fallback expects.
+    refused = await ModelCall.streaming(_Refusing(), chat_request())
+    with pytest.raises(ProviderUnavailable):
+        async for _ in refused.events():
+            pass
+    cancelled = await ModelCall.streaming(_Refusing(), chat_request())
+    await cancelled.call_off()  # its failure is taken, not left unretrieved

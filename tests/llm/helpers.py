@@ -11,6 +11,7 @@ from backend.llm import (
     ContextPassage,
     Finished,
     ProviderError,
+    Streaming,
     TextDelta,
 )
 
@@ -64,6 +65,8 @@ class Outcome:
     deltas: list[str] = field(default_factory=list)
     finished: list[Finished] = field(default_factory=list)
     error: ProviderError | None = None
+    # How many times the server accepted the request and began streaming (retries included).
+    accepted: int = 0
 
     @property
     def text(self) -> str:
@@ -74,7 +77,11 @@ async def read_stream(provider: ChatProvider, request: ChatRequest) -> Outcome:
     outcome = Outcome()
     try:
         async for event in provider.stream(request):
-            if isinstance(event, TextDelta):
+            if isinstance(event, Streaming):
+                assert not outcome.deltas, "Streaming after text"
+                assert not outcome.finished, "Streaming after Finished"
+                outcome.accepted += 1
+            elif isinstance(event, TextDelta):
                 assert not outcome.finished, "text after Finished"
                 outcome.deltas.append(event.text)
             else:

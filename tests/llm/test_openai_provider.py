@@ -36,6 +36,7 @@ async def test_deltas_arrive_in_order_and_finish_carries_the_servers_usage(
     outcome = await read_stream(provider, request)
 
     assert outcome.error is None
+    assert outcome.accepted == 1  # `Streaming` once, before the text
     assert outcome.deltas == split_reply(REPLY, 5)
     assert len(outcome.deltas) > 1
     assert outcome.text == REPLY
@@ -268,6 +269,7 @@ async def test_an_error_event_before_any_text_is_retried_and_its_message_kept(
     retried = await read_stream(make_provider(max_retries=1), chat_request())
     assert retried.error is None
     assert "".join(retried.deltas) == REPLY
+    assert retried.accepted == 2  # each accepted attempt began a stream
     assert chat_server.request_count == 3
 
 
