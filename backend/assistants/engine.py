@@ -129,18 +129,27 @@ class ModelCall:
     saved; `events()` then hands over the stream from the start."""
 
     def __init__(
-        self, provider: ChatProvider, request: ChatRequest, *, gate: asyncio.Event | None = None
+        self,
+        provider: ChatProvider,
+        request: ChatRequest,
+        *,
+        gate: asyncio.Event | None = None,
+        first: asyncio.Future[StreamEvent | None] | None = None,
     ) -> None:
-        """With a `gate`, the request is built at once but sent only once the gate is set."""
+        """With a `gate`, the request is built at once but sent only once the gate is set. With
+        `first`, no task is started: the caller settles it with the call's first event (see
+        `streaming`)."""
         self.started = time.perf_counter()
         self._stream = provider.stream(request)
         self._sent = asyncio.Event()
-        self._first: asyncio.Future[StreamEvent | None] = asyncio.get_running_loop().create_task(
-            self._pull(), context=notifying(self._sent.set, gate)
-        )
+        if first is None:
+            first = asyncio.get_running_loop().create_task(
+                self._pull(), context=notifying(self._sent.set, gate)
+            )
         # A call that ends without sending anything (an offline answer, an open circuit, a
         # failure) ends the wait for its request too.
-        self._first.add_done_callback(lambda _: self._sent.set())
+        first.add_done_callback(lambda _: self._sent.set())
+        self._first = first
         self._handed_over = False
 
     @classmethod
@@ -150,18 +159,10 @@ class ModelCall:
         call's first event or failure kept for `events()` (an offline answer, an open circuit,
         a refused request). No task is started, so the request leaves without waiting for one
         to be scheduled."""
-        call = cls.__new__(cls)
-        call.started = time.perf_counter()
-        call._stream = provider.stream(request)
-        call._sent = asyncio.Event()
-        call._sent.set()
-        call._handed_over = False
         first: asyncio.Future[StreamEvent | None] = asyncio.get_running_loop().create_future()
-        call._first = first
+        call = cls(provider, request, first=first)
         try:
-            first.set_result(await anext(call._stream))
-        except StopAsyncIteration:
-            first.set_result(None)
+            first.set_result(await call._pull())
         except Exception as exc:  # raised by events(), as a task's would be
             first.set_exception(exc)
         return call
