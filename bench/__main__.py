@@ -8,6 +8,8 @@ Benchmarks:
   query-embedding
                  concurrent search queries through the local embedding model, coalesced into
                  shared forward passes or one pass each, against the raw model
+  sdk-transport  CPU per streamed chat completion call through the openai SDK: its default
+                 httpx2 transport against Parley's aiohttp one, side by side
   ttft           time to first token through /v1/chat/completions against the same loopback
                  upstream called directly, sequential and at 50 concurrent streams
   widget-sockets 10,000 idle widget connections and 1,000 events/s fanned out, against a
@@ -26,6 +28,7 @@ from bench import (
     api_overhead,
     query_embedding,
     request_cpu,
+    sdk_transport,
     telegram_bots,
     ttft,
     widget_sockets,
@@ -44,6 +47,10 @@ BENCHMARKS: dict[str, tuple[ModuleType, str]] = {
     "query-embedding": (
         query_embedding,
         "concurrent query embeddings, coalesced vs one pass each, against the raw model",
+    ),
+    "sdk-transport": (
+        sdk_transport,
+        "CPU per streamed SDK call: httpx2's default transport vs Parley's aiohttp one",
     ),
     "ttft": (ttft, "time to first token through Parley vs the same upstream called directly"),
     "widget-sockets": (

@@ -5,10 +5,10 @@
 `POST /v1/chat/completions` reads the JSON body, sends the upstream exactly the body Parley
 sends it (the template in the file RELAY_BODY_ENV names, with this request's tag), through the
 official `openai` SDK the way Parley's provider does (`AsyncOpenAI.post`, streamed, as a raw
-response), and passes the upstream's bytes on as they come. No authentication, no database,
-no quota, no prompt and no parsing of the events: what is left is the stack Parley is built
-on (uvicorn, FastAPI, the SDK and its HTTP client). Its overhead over calling the upstream
-directly is a floor for Parley's.
+response, over Parley's aiohttp transport), and passes the upstream's bytes on as they come.
+No authentication, no database, no quota, no prompt and no parsing of the events: what is left
+is the stack Parley is built on (uvicorn, FastAPI, the SDK and its HTTP client). Its overhead
+over calling the upstream directly is a floor for Parley's.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import openai
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.llm.transport import AiohttpClient
+
 UPSTREAM_ENV = "BENCH_RELAY_UPSTREAM"
 KEY_ENV = "BENCH_RELAY_KEY"
 RELAY_BODY_ENV = "BENCH_RELAY_BODY_FILE"
@@ -34,7 +36,10 @@ _TAG = re.compile(r"\(ref ([A-Za-z0-9_-]+)\)")
 def create_app() -> FastAPI:
     template = Path(os.environ[RELAY_BODY_ENV]).read_text(encoding="utf-8")
     client = openai.AsyncOpenAI(
-        base_url=os.environ[UPSTREAM_ENV], api_key=os.environ[KEY_ENV], max_retries=0
+        base_url=os.environ[UPSTREAM_ENV],
+        api_key=os.environ[KEY_ENV],
+        max_retries=0,
+        http_client=AiohttpClient(),
     )
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 

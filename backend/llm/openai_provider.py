@@ -36,6 +36,7 @@ from openai.types.chat import (
 
 from backend.llm.breaker import CircuitBreaker, endpoint_name
 from backend.llm.sent import request_sent, until_released
+from backend.llm.transport import AiohttpClient
 from backend.llm.types import (
     ChatMessage,
     ChatRequest,
@@ -88,7 +89,7 @@ class OpenAIChatProvider:
             api_key=api_key or NO_KEY,
             max_retries=0,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [_traced]}),
+            http_client=AiohttpClient(event_hooks={"request": [_traced]}),
         )
         # The endpoint's absolute URL: the SDK takes it as it is, where a path relative to its
         # base URL is parsed and merged on every call (about 60 us).
