@@ -210,7 +210,7 @@ def run(opts: argparse.Namespace) -> int:
             import uvloop
 
             runner = uvloop.run
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         results = runner(_measure(opts, f"http://127.0.0.1:{port}/v1"))
     finally:
         upstream.terminate()
@@ -226,7 +226,7 @@ def run(opts: argparse.Namespace) -> int:
         "started": started,
         "results": results,
     }
-    output = Path(opts.output or f".data/bench/sdk-transport-{started.replace(':', '')}.json")
+    output = Path(opts.output or f".data/bench/sdk-transport-{started}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
     markdown = render(report)

@@ -90,7 +90,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -743,11 +743,39 @@ class TracedApp:
                 trace.marks["first_content_sent"] = now()
 
         try:
-            await self.app(scope, receive, traced_send)
+            await _CountingSuspensions(self.app(scope, receive, traced_send), trace)
         finally:
             _TRACE.reset(token)
             trace.marks["end"] = now()
             self.tracer.finished.append(trace)
+
+
+class _CountingSuspensions:
+    """Awaits a request's coroutine, counting each time it hands the event loop back before its
+    model request is written, by the last mark reached: under load, each such wait is a turn
+    of the loop spent on other requests' work, whatever the CPU of the step itself."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], trace: _Trace) -> None:
+        self._coroutine = coroutine
+        self._trace = trace
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        inner = self._coroutine.__await__()
+        trace = self._trace
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                yielded = inner.send(to_send) if to_throw is None else inner.throw(to_throw)
+            except StopIteration:
+                return
+            if "body_written" not in trace.marks:
+                last = max(trace.marks, key=trace.marks.__getitem__)
+                trace.counts[f"suspended after {last}"] += 1
+            try:
+                to_send, to_throw = (yield yielded), None
+            except BaseException as exc:  # handed to the coroutine, as a task would
+                to_send, to_throw = None, exc
 
 
 def create_traced_app() -> TracedApp:
