@@ -31,6 +31,8 @@ import httpx2
 import openai
 from yarl import URL
 
+from backend.kit.background import run_in_background
+
 CertTypes = str | tuple[str, str] | tuple[str, str, str]  # as httpx2 takes a client certificate
 Trace = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 BODY_WRITTEN = "http11.send_request_body.complete"  # httpx2's (httpcore's) event name
@@ -138,16 +140,10 @@ def _close_in_its_loop(session: aiohttp.ClientSession, loop: asyncio.AbstractEve
     """Close a session left behind in another loop, in that loop, if it still runs (a closed
     loop took its connections with it)."""
     if not session.closed and not loop.is_closed():
-        loop.call_soon_threadsafe(_start_closing, session)
+        loop.call_soon_threadsafe(lambda: run_in_background(session.close(), _closing))
 
 
-_closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
-
-
-def _start_closing(session: aiohttp.ClientSession) -> None:
-    task = asyncio.get_running_loop().create_task(session.close())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+_closing: set[asyncio.Task[None]] = set()
 
 
 class _ResponseBody(httpx2.AsyncByteStream):

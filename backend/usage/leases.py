@@ -27,15 +27,14 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
 from backend.config import get_settings
 from backend.db import in_workspace, raw_connection
+from backend.kit.background import run_in_background
 from backend.usage import quota
 
 log = structlog.get_logger(__name__)
@@ -97,7 +96,10 @@ class LeaseBook:
 
     def give_back(self, tenant_id: uuid.UUID, share: Share) -> None:
         """A reply that will not run after all: its share goes back, in the background."""
-        self._spawn(self._give_back(tenant_id, share.reservation_id, share.replies, share.tokens))
+        run_in_background(
+            self._give_back(tenant_id, share.reservation_id, share.replies, share.tokens),
+            self._tasks,
+        )
 
     def held(self, tenant_id: uuid.UUID) -> tuple[int, int]:
         """(replies, tokens) this process holds for the workspace and has not handed out."""
@@ -184,12 +186,7 @@ class LeaseBook:
         if lock is not None and not lock.locked() and lease.tenant_id not in self._leases:
             del self._locks[lease.tenant_id]
         if rest != (0, 0):
-            self._spawn(self._give_back(lease.tenant_id, lease.id, *rest))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            run_in_background(self._give_back(lease.tenant_id, lease.id, *rest), self._tasks)
 
     async def _give_back(
         self, tenant_id: uuid.UUID, lease_id: uuid.UUID, replies: int, tokens: int

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from backend.assistants.engine import ReplyRun, prepare_reply
 from backend.errors import NotFound
+from backend.kit.background import run_in_background
 from backend.kit.logcontext import bind_request_fields
 from backend.models import Message
 from backend.usage.quota import QuotaExceeded, VisitorCapReached
@@ -67,9 +68,9 @@ def start_reply(
     client_id: str,
     language: str,
 ) -> None:
-    task = asyncio.create_task(_reply(redis, tenant_id, conversation_id, text, client_id, language))
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    run_in_background(
+        _reply(redis, tenant_id, conversation_id, text, client_id, language), _running
+    )
 
 
 async def wait_for_replies() -> None:
