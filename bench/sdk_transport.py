@@ -35,6 +35,7 @@ from typing import Any
 import httpx2
 import openai
 
+from backend.llm.transport import AiohttpClient
 from bench.api_overhead import machine_info
 from bench.serve import fastest_implementations
 from bench.stats import percentile
@@ -73,6 +74,8 @@ def _events() -> bytes:
 def _serve_upstream(ready: Connection) -> None:
     from aiohttp import web
 
+    from bench.loopback import serve_on_loopback
+
     events = _events()
 
     async def completions(request: web.Request) -> web.StreamResponse:
@@ -86,19 +89,14 @@ def _serve_upstream(ready: Connection) -> None:
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", completions)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        ready.send(runner.addresses[0][1])
+        _runner, port = await serve_on_loopback(app)
+        ready.send(port)
         await asyncio.Event().wait()
 
     asyncio.run(main())
 
 
 def _client(side: str, base_url: str) -> openai.AsyncOpenAI:
-    from backend.llm.transport import AiohttpClient
-
     http = AiohttpClient() if side == "aiohttp" else openai.DefaultAsyncHttpxClient()
     return openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=http)
 

@@ -387,6 +387,8 @@ async def serve_standin(ready_file: Path, token: str) -> None:
     """The stand-in with Telegram's limits enforced, and a control port for its counts."""
     from aiohttp import web
 
+    from bench.loopback import serve_on_loopback
+
     server = _timed_standin_class()()
     server.add_bot(token)
     await server.start()
@@ -405,11 +407,7 @@ async def serve_standin(ready_file: Path, token: str) -> None:
 
     control = web.Application()
     control.router.add_get("/stats", stats)
-    runner = web.AppRunner(control, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    control_port = runner.addresses[0][1]
+    runner, control_port = await serve_on_loopback(control)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -190,6 +190,7 @@ async def serve_upstream(ready_file: Path, first_token_delay: float) -> None:
     """The chat stand-in plus a control server (reply shape, arrival times), until SIGTERM."""
     from aiohttp import web
 
+    from bench.loopback import serve_on_loopback
     from tests.standins.openai_chat import ChatStandIn, content_text
 
     arrivals: dict[str, float] = {}
@@ -227,12 +228,8 @@ async def serve_upstream(ready_file: Path, first_token_delay: float) -> None:
     control.router.add_post("/shape", shape)
     control.router.add_get("/arrivals", taken_arrivals)
     control.router.add_get("/last", last_request)
-    runner = web.AppRunner(control, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
     await chat.start()
-    await site.start()
-    control_port = runner.addresses[0][1]
+    runner, control_port = await serve_on_loopback(control)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
