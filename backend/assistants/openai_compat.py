@@ -5,6 +5,12 @@ quotas. Authentication is a Parley API key as the SDK's `api_key`. Each call is 
 the last message is the question; earlier user and assistant messages are its history. The
 client's system messages are ignored, so the assistant's own instructions stay in charge.
 Answers carry two extensions the SDK passes through: `citations` and `parley`.
+
+`POST /v1/chat/completions` is served by a plain ASGI endpoint (`ChatCompletions`), matched
+ahead of its FastAPI declaration, which stays for the OpenAPI schema. It answers as FastAPI
+would, with the same body model, errors and handlers, but skips FastAPI's per-request work
+(dependency resolution, content-type parsing, the route's exception wrapper): this endpoint's
+time to first token is measured against the model server's own (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
+from starlette.types import Receive, Scope, Send
 
 from backend.assistants.engine import ReplyResult, ReplyRun, prepare_chat_reply
 from backend.db import SessionDep
@@ -27,7 +35,13 @@ from backend.kit.sse import SSE_HEADERS, sse_event
 from backend.kit.text import PlainText
 from backend.llm import ChatMessage
 from backend.models import Assistant
-from backend.tenancy.context import TenantContext, TenantHeader, credentials_of, require
+from backend.tenancy.context import (
+    TENANT_HEADER,
+    TenantContext,
+    TenantHeader,
+    credentials_of,
+    require,
+)
 from backend.tenancy.permissions import Permission
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -82,17 +96,68 @@ def _question_and_history(messages: list[CompletionMessage]) -> tuple[str, list[
     return last.text(), history
 
 
+class ChatCompletions:
+    """The ASGI endpoint of `POST /v1/chat/completions`: the body read and validated as
+    FastAPI reads a body of `CompletionRequest` (a JSON content type, or 422; malformed JSON
+    400; errors located under `body`), then `answer`. Errors raise to the app's handlers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        body = _completion_request(await request.body(), request.headers.get("content-type"))
+        response = await answer(body, request, request.headers.get(TENANT_HEADER))
+        await response(scope, receive, send)
+
+
+def _completion_request(raw: bytes, content_type: str | None) -> CompletionRequest:
+    if not raw:
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing])
+    try:
+        if _is_json(content_type):
+            return CompletionRequest.model_validate_json(raw)
+        # Like FastAPI's strict content type: a body not declared JSON is not an object.
+        return CompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        for error in errors:
+            error["loc"] = ("body", *error["loc"])
+        raise RequestValidationError(errors) from None
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+# Ahead of the operation's FastAPI declaration that follows, so that it serves the requests.
+# An APIRouter's prefix applies to its API routes only. Starlette's routes take an ASGI app as
+# their endpoint; FastAPI's annotation names only request handlers.
+router.add_route(
+    f"{router.prefix}/chat/completions",
+    ChatCompletions(),  # type: ignore[arg-type]
+    methods=["POST"],
+    include_in_schema=False,
+)
+
+
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: CompletionRequest, request: Request, x_parley_tenant: TenantHeader = None
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     """OpenAI's chat completions, answered by the assistant `model` names. Needs the `chat`
     permission: an API key with that scope, or a member's access token and workspace."""
+    # The declaration of the operation for the OpenAPI schema; requests reach `ChatCompletions`.
+    return await answer(body, request, x_parley_tenant)
+
+
+async def answer(body: CompletionRequest, request: Request, tenant_header: str | None) -> Response:
+    """The answer to a validated completion request: JSON, or a stream of chunks."""
     question, history = _question_and_history(body.messages)
     # Authenticates too: the caller, the assistant and the quota, mostly without a database
     # round trip (the process's entries and quota leases).
     plan = await prepare_chat_reply(
-        credentials_of(request, x_parley_tenant),
+        credentials_of(request, tenant_header),
         request,
         body.model,
         question,
@@ -113,22 +178,24 @@ async def chat_completions(
     async for _ in run.deltas():
         pass
     result = await run.finish()
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.answer.content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": _usage(result),
-        "citations": result.answer.citations,
-        "parley": _extension(result),
-    }
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.answer.content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(result),
+            "citations": result.answer.citations,
+            "parley": _extension(result),
+        }
+    )
 
 
 def _usage(result: ReplyResult) -> dict[str, int]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 
 from backend.llm import count_tokens
+from backend.main import create_app
 from backend.tenancy.permissions import Permission
 from tests.factories.accounts import Account
 from tests.factories.assistants import create_assistant
@@ -179,6 +181,86 @@ async def test_hostile_names_and_questions_get_clear_4xx_answers(client: AsyncCl
     # Nothing of the refused calls was kept.
     listed = await client.get("/api/v1/conversations", headers=owner.headers())
     assert listed.json()["items"] == []
+
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "code", "fields"),
+    [
+        (b'{"model": "a", "messages": [', JSON, 400, "malformed_json", None),
+        (b"{'model': 'a'}", JSON, 400, "malformed_json", None),
+        (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "malformed_json", None),
+        (b'{"model": "\xff\xfe", "messages": []}', JSON, 400, "malformed_json", None),
+        (b"", JSON, 422, "validation_error", ["body"]),
+        (b"[1, 2]", JSON, 422, "validation_error", ["body"]),
+        (
+            b'{"model": "a", "messages": []}',
+            {"content-type": "text/plain"},
+            422,
+            "validation_error",
+            ["body"],
+        ),
+        (b'{"model": "a", "messages": []}', {}, 422, "validation_error", ["body"]),
+        (
+            b'{"model": 7, "messages": [{"role": "robot", "content": "Hi"}], "max_tokens": 0}',
+            {"content-type": "application/json; charset=utf-8"},
+            422,
+            "validation_error",
+            ["body.model", "body.messages.0.role", "body.max_tokens"],
+        ),
+    ],
+    ids=[
+        "truncated",
+        "single-quotes",
+        "nested-100k-deep",
+        "not-utf-8",
+        "empty",
+        "not-an-object",
+        "text-content-type",
+        "no-content-type",
+        "wrong-fields",
+    ],
+)
+async def test_bodies_that_are_no_completion_request_are_answered_4xx_in_openais_shape(
+    client: AsyncClient,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str | None,
+    fields: list[str] | None,
+) -> None:
+    """The endpoint reads its body itself (not through FastAPI's request handling); it refuses
+    what FastAPI refuses, with the app's error handlers, before it looks at the caller."""
+    response = await client.post("/v1/chat/completions", content=content, headers=headers)
+    body = assert_error(response, status, code)
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    if fields is not None:
+        assert [f["field"] for f in body["fields"]] == fields
+        assert error["param"] == fields[0]
+
+
+async def test_a_json_subtype_and_parameters_are_read_as_json(client: AsyncClient) -> None:
+    owner = await make_workspace()
+    headers = await _key_headers(client, owner)
+    assistant = await create_assistant(client, owner)
+    body = {"model": assistant["id"], "messages": QUESTION}
+    for content_type in ("application/json; charset=utf-8", "application/vnd.parley+json"):
+        response = await client.post(
+            "/v1/chat/completions", json=body, headers={**headers, "content-type": content_type}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"]
+
+
+def test_the_schema_describes_the_endpoint_that_serves_it() -> None:
+    operation = create_app().openapi()["paths"]["/v1/chat/completions"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompletionRequest"
+    }
+    assert "Needs the `chat`" in operation["description"]
 
 
 async def test_a_reply_whose_server_reports_no_usage_is_metered_by_its_prompt(
