@@ -163,6 +163,10 @@ class _ResponseBody(httpx2.AsyncByteStream):
                 yield rest
             raise _as_httpx(exc, self._request) from exc
 
+    async def aclose(self) -> None:
+        # aiohttp keeps the connection for another call only if the answer was read to the end.
+        self._response.release()
+
 
 def _arrived_before(content: aiohttp.StreamReader) -> bytes:
     """The part of a body that arrived before its connection broke and was not read yet.
@@ -175,10 +179,6 @@ def _arrived_before(content: aiohttp.StreamReader) -> bytes:
     if not content._buffer:
         return b""
     return content._read_nowait(-1)
-
-    async def aclose(self) -> None:
-        # aiohttp keeps the connection for another call only if the answer was read to the end.
-        self._response.release()
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,10 +84,12 @@ async def test_connections_are_kept_alive_and_an_abandoned_answer_closes_its_own
     client: httpx2.AsyncClient,
 ) -> None:
     peers: list[object] = []
+    transports: list[asyncio.BaseTransport | None] = []
     hold = asyncio.Event()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        transports.append(request.transport)
         response = web.StreamResponse()
         await response.prepare(request)
         await response.write(b"data: first\n\n")
@@ -106,6 +108,15 @@ async def test_connections_are_kept_alive_and_an_abandoned_answer_closes_its_own
             async for piece in response.aiter_bytes():
                 assert piece == b"data: first\n\n"
                 break  # abandoned midway
+        # Closing the answer closes its connection at once, though `response` is still held.
+        slow = transports[2]
+        assert slow is not None
+        for _ in range(100):
+            if slow.is_closing():
+                break
+            await asyncio.sleep(0.01)
+        assert slow.is_closing(), "the abandoned answer's connection is still open"
+        assert response.is_closed
         assert (await client.get(url)).status_code == 200
         assert peers[2] == peers[1]
         assert peers[3] != peers[2]  # the rest of /slow must not arrive on the next call
